@@ -1,0 +1,49 @@
+# Retarget Suppressor: `make help` lists the targets.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==24.3.1
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the pinned dependencies
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy on the source
+	$(BIN)/ruff check schemas streams suppressor tests bench
+	$(BIN)/ruff format --check schemas streams suppressor tests bench
+	$(BIN)/mypy
+
+test: lint ## everything: lint, unit tests, integration tests on a real local Kafka broker
+	$(BIN)/pytest -q
+
+unit: $(STAMP) ## unit tests only (no broker)
+	$(BIN)/pytest -q tests/unit
+
+demo: $(STAMP) ## the main job: local broker, topics, worker, demo traffic, actions printed
+	$(BIN)/python -m suppressor.demo
+
+bench: $(STAMP) ## benchmarks; figures go to bench/out and BENCHMARKS.md
+	$(BIN)/python -m bench
+
+schemas: $(STAMP) ## regenerate schemas/json from the pydantic models
+	$(BIN)/suppressor schemas
+
+fmt: $(STAMP) ## format the code
+	$(BIN)/ruff format schemas streams suppressor tests bench
+	$(BIN)/ruff check --fix schemas streams suppressor tests bench
+
+clean: ## stop the local broker and remove venv, caches and local data
+	-deploy/local/kafka stop
+	rm -rf $(VENV) .kafka var .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help install lint test unit demo bench schemas fmt clean

@@ -1,0 +1,100 @@
+"""What the product writes: actions, decisions and dead-letter records."""
+
+from __future__ import annotations
+
+import base64
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION: Literal[1] = 1
+
+ActionKind = Literal["basket_recovery", "similar_item"]
+Trigger = Literal["browse_nudge", "product_ad", "similar_item", "basket_recovery"]
+ReasonCode = Literal[
+    # product_ad / browse_nudge
+    "browse_nudge",
+    "product_ad",
+    "past_destination",
+    "already_purchased",
+    "one_off_owned",
+    "ruled_out",
+    # candidate exclusions
+    "seed",
+    "unavailable",
+    # guards
+    "no_consent",
+    "prospect",
+    "no_candidates",
+    "frequency_cap",
+    "duplicate",
+    "too_personal",
+    "basket_converted",
+    "basket_emptied",
+    "already_reminded",
+]
+DataDimension = Literal["basket", "purchase_history", "travel_history", "reviews"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Action(_Record):
+    """One message on the `actions` topic (key: user_id). Version 1 of the contract."""
+
+    action_id: str = Field(description="deterministic: same input, same id; dedupe on it")
+    kind: ActionKind
+    user_id: str
+    ts: str = Field(description="RFC 3339, UTC: event time of the decision")
+    items: list[str] = Field(min_length=1)
+    seed_item: str | None
+    data_dimensions: list[DataDimension]
+    source_event_ids: list[str]
+    policy_version: str
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class Decision(_Record):
+    """One record per trigger considered, on the `decisions` topic (key: user_id)."""
+
+    decision_id: str
+    user_id: str
+    ts: str
+    trigger: Trigger
+    outcome: Literal["emitted", "suppressed"]
+    reason: ReasonCode | None
+    items: list[str]
+    excluded: dict[str, ReasonCode]
+    action_id: str | None
+    source_event_ids: list[str]
+    policy_version: str
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class SourcePosition(_Record):
+    """Where a bad record came from: a topic position, or a line of a file."""
+
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    file: str | None = None
+    line: int | None = None
+
+
+class DeadLetter(_Record):
+    """One record on `events.dlq`: the input we could not use, and why."""
+
+    original: str = Field(description="the original bytes, as text or base64 (see encoding)")
+    encoding: Literal["text", "base64"]
+    source: SourcePosition
+    error_code: str = Field(description="short, stable code for dashboards and alerts")
+    error: str = Field(description="what was wrong, in words")
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+def encode_original(raw: bytes) -> tuple[str, Literal["text", "base64"]]:
+    try:
+        return raw.decode("utf-8"), "text"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii"), "base64"

@@ -1,0 +1,45 @@
+"""RFC 3339 timestamps: strict parsing (an offset is required) and UTC formatting.
+
+Event time is carried as integer milliseconds since the Unix epoch everywhere
+inside the product: cheap to compare, exact to hash, the same in every process.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp; raise ValueError naming the expected form."""
+    if not _RFC3339.match(text):
+        raise ValueError(
+            f"expected an RFC 3339 timestamp with a timezone offset like "
+            f"'2019-10-01T00:00:00Z' or '2019-10-01T02:00:00+02:00', got {text!r}"
+        )
+    fraction = re.search(r"\.(\d+)", text)
+    if fraction and len(fraction.group(1)) > 6:  # datetime keeps microseconds only
+        text = text.replace(fraction.group(0), "." + fraction.group(1)[:6])
+    return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+
+
+def to_ms(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MS
+
+
+def format_ms(ms: int) -> str:
+    """UTC RFC 3339 with a 'Z'; milliseconds only when they are not zero."""
+    moment = _EPOCH + timedelta(milliseconds=ms)
+    if ms % 1000:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_to_ms(text: str) -> int:
+    return to_ms(parse_rfc3339(text))
