@@ -1,0 +1,1 @@
+"""Retarget Suppressor."""

@@ -1,0 +1,361 @@
+"""One user's timeline: events in (ts, event_id) order, basket deadlines between them.
+
+`Engine.decide`, `Engine.tick` and `Engine.flush` are pure: they take a state
+and return a new one with the decisions and actions as values. The `*_in_place`
+variants do the same work on a state the caller owns (the processor), without
+the copy.
+
+Order: an event is applied once the watermark (stream time - grace) reaches its
+ts; a basket deadline fires once the watermark reaches it, after every event
+with ts <= deadline. An event older than the watermark when it arrives is late:
+it is applied at once (it updates state) but cannot retract what was emitted.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field, replace
+
+from suppressor.domain import rules
+from suppressor.domain.catalog import Catalog
+from suppressor.domain.model import (
+    Action,
+    Basket,
+    Decision,
+    Event,
+    Sent,
+    Trigger,
+    UserState,
+    stable_id,
+)
+from suppressor.domain.policy import Policy
+from suppressor.domain.rules import Proposal
+
+
+@dataclass(slots=True)
+class Output:
+    decisions: list[Decision] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    late_events: int = 0
+    erased: set[str] = field(default_factory=set)  # users whose state a forget wiped
+
+
+@dataclass(slots=True)
+class Step:
+    """What one call produced. `state` is None when nothing is left to keep (erased)."""
+
+    state: UserState | None
+    decisions: list[Decision]
+    actions: list[Action]
+    late: bool
+
+
+class Engine:
+    def __init__(self, policy: Policy, catalog: Catalog) -> None:
+        self.policy = policy
+        self.catalog = catalog
+        self.policy_version = policy.version
+
+    # --- the pure API ------------------------------------------------------------
+
+    def decide(self, state: UserState | None, event: Event, stream_time: int) -> Step:
+        out = Output()
+        fresh = UserState(user_id=event.user_id) if state is None else state.copy()
+        new = self.ingest_in_place(fresh, event, stream_time, out)
+        return Step(new, out.decisions, out.actions, out.late_events > 0)
+
+    def tick(self, state: UserState, stream_time: int) -> Step:
+        out = Output()
+        new = self.advance_in_place(state.copy(), stream_time - self.policy.grace, out)
+        return Step(new, out.decisions, out.actions, False)
+
+    def flush(self, state: UserState) -> Step:
+        out = Output()
+        new = self.flush_in_place(state.copy(), out)
+        return Step(new, out.decisions, out.actions, False)
+
+    def due(self, state: UserState | None) -> int | None:
+        """The stream time at which `tick` has work to do for this state, if any."""
+        if state is None:
+            return None
+        times = [t for t in (state.deadline, state.pending[0].ts if state.pending else None) if t]
+        return min(times) + self.policy.grace if times else None
+
+    # --- in place, on a state the caller owns --------------------------------------
+
+    def ingest_in_place(
+        self, state: UserState, event: Event, stream_time: int, out: Output
+    ) -> UserState | None:
+        watermark = stream_time - self.policy.grace
+        if event.ts < watermark:
+            out.late_events += 1
+            current = self.advance_in_place(state, watermark, out)
+            current = current or UserState(user_id=event.user_id)
+            return _keep_or_erase(self._apply(current, event, out))
+        bisect.insort(state.pending, event, key=_order)
+        return self.advance_in_place(state, watermark, out)
+
+    def advance_in_place(self, state: UserState, watermark: int, out: Output) -> UserState | None:
+        """Apply every event and fire every deadline up to the watermark, in time order."""
+        while True:
+            deadline = state.deadline
+            head = state.pending[0] if state.pending else None
+            if (
+                head is not None
+                and head.ts <= watermark
+                and (deadline is None or head.ts <= deadline)
+            ):
+                state.pending.pop(0)
+                state = self._apply(state, head, out)
+            elif deadline is not None and deadline <= watermark:
+                self._fire_basket(state, deadline, out)
+            else:
+                return _keep_or_erase(state)
+
+    def flush_in_place(self, state: UserState, out: Output) -> UserState | None:
+        """End of input: apply every held event (no later data can come)."""
+        if not state.pending:
+            return _keep_or_erase(state)
+        return self.advance_in_place(state, state.pending[-1].ts, out)
+
+    # --- events ----------------------------------------------------------------------
+
+    def _apply(self, state: UserState, event: Event, out: Output) -> UserState:
+        if event.type == "forget":
+            out.erased.add(state.user_id)
+            return UserState(user_id=state.user_id, pending=state.pending)
+        handler = _HANDLERS[event.type]
+        handler(self, state, event, out)
+        return state
+
+    def _browse(self, state: UserState, event: Event, out: Output) -> None:
+        item = event.item_id or ""
+        if state.last_browse is None or event.ts - state.last_browse > self.policy.session_gap:
+            self._suppress(state, out, "browse_nudge", "browse_nudge", event, (item,))
+        state.last_browse = max(event.ts, state.last_browse or event.ts)
+        self._product_ad(state, out, event, item)
+
+    def _cart(self, state: UserState, event: Event, out: Output) -> None:
+        item = event.item_id or ""
+        if event.action == "add":
+            state.ruled_out = state.ruled_out - {item}  # the person's latest word wins
+            state.basket = _add_to_basket(state.basket or Basket(), item, event.event_id)
+            armed = event.ts + self.policy.abandon_after
+            state.basket = _rearm(state.basket, armed)
+            return
+        state.ruled_out = state.ruled_out | {item}
+        if state.basket is not None:
+            state.basket = _remove_from_basket(state.basket, {item}, bought=False)
+            self._end_episode_if_empty(state, event, out)
+
+    def _purchase(self, state: UserState, event: Event, out: Output) -> None:
+        bought = dict.fromkeys(event.items)
+        state.customer = True
+        state.purchased = state.purchased | bought.keys()
+        for item_id in bought:
+            item = self.catalog.get(item_id)
+            if item is not None and item.kind == "destination":
+                state.visited = state.visited | {item_id}
+            if item is not None and item.one_off:
+                state.owned_one_off = state.owned_one_off | {item.category}
+        if state.basket is not None:
+            state.basket = _remove_from_basket(state.basket, set(bought), bought=True)
+            self._end_episode_if_empty(state, event, out)
+        for item_id in bought:
+            self._product_ad(state, out, event, item_id)
+            item = self.catalog.get(item_id)
+            travel = item is not None and item.kind == "destination"
+            dimension = "travel_history" if travel else "purchase_history"
+            self._similar_item(state, out, event, item_id, dimension)
+
+    def _review(self, state: UserState, event: Event, out: Output) -> None:
+        item, rating = event.item_id or "", event.rating or 3
+        if rating >= 4:
+            self._similar_item(state, out, event, item, "reviews")
+        elif rating <= 2:
+            state.ruled_out = state.ruled_out | {item}
+
+    def _consent(self, state: UserState, event: Event, out: Output) -> None:
+        if event.basket_recovery is not None:
+            state.consent_basket = event.basket_recovery
+        if event.similar_item is not None:
+            state.consent_similar = event.similar_item
+            state.opted_in_similar = state.opted_in_similar or event.similar_item
+        if event.max_actions_per_week is not None:
+            state.max_per_week = event.max_actions_per_week
+
+    # --- triggers --------------------------------------------------------------------
+
+    def _product_ad(self, state: UserState, out: Output, event: Event, item: str) -> None:
+        reason = rules.first_reason(rules.PRODUCT_AD_REASONS, state, self.catalog, item)
+        self._suppress(state, out, "product_ad", reason or "product_ad", event, (item,))
+
+    def _similar_item(
+        self, state: UserState, out: Output, event: Event, seed: str, dimension: str
+    ) -> None:
+        chosen: list[str] = []
+        excluded: dict[str, str] = {}
+        for candidate in self.catalog.candidates(seed):
+            if len(chosen) >= self.policy.max_similar_items:
+                break
+            if candidate in excluded or candidate in chosen:
+                continue
+            reason = "seed" if candidate == seed else None
+            reason = reason or rules.first_reason(
+                rules.CANDIDATE_EXCLUSIONS, state, self.catalog, candidate
+            )
+            if reason:
+                excluded[candidate] = reason
+            else:
+                chosen.append(candidate)
+        proposal = Proposal(
+            "similar_item", event.ts, tuple(chosen), seed, (dimension,), (event.event_id,)
+        )
+        self._decide(state, out, proposal, tuple(excluded.items()), discriminator=seed)
+
+    def _fire_basket(self, state: UserState, deadline: int, out: Output) -> None:
+        basket = state.basket
+        assert basket is not None
+        sources = tuple(source for _, adds in basket.items for source in adds)
+        proposal = Proposal(
+            "basket_recovery", deadline, basket.item_ids, None, ("basket",), sources
+        )
+        if self._decide(state, out, proposal, (), discriminator=str(deadline)):
+            basket = state.basket = _reminded(basket)
+        state.basket = _rearm(basket, None)
+
+    def _end_episode_if_empty(self, state: UserState, event: Event, out: Output) -> None:
+        basket = state.basket
+        if basket is None or basket.items:
+            return
+        if basket.deadline is not None:  # ended before its reminder: record why none is sent
+            proposal = Proposal(
+                "basket_recovery", event.ts, (), None, ("basket",), (event.event_id,)
+            )
+            self._decide(state, out, proposal, (), str(basket.deadline), basket.episode_items)
+        state.basket = None
+
+    def _decide(
+        self,
+        state: UserState,
+        out: Output,
+        proposal: Proposal,
+        excluded: tuple[tuple[str, str], ...],
+        discriminator: str,
+        shown_items: tuple[str, ...] | None = None,
+    ) -> bool:
+        """Run the proposal's guards; record the decision and, if it passes, the action."""
+        user = state.user_id
+        reason = rules.first_failed_guard(state, proposal, self.policy)
+        action_id = None
+        if reason is None:
+            action_id = stable_id(
+                user, proposal.kind, proposal.items, proposal.source_event_ids, discriminator
+            )
+            out.actions.append(
+                Action(
+                    action_id,
+                    proposal.kind,
+                    user,
+                    proposal.ts,
+                    proposal.items,
+                    proposal.seed_item,
+                    proposal.data_dimensions,
+                    proposal.source_event_ids,
+                )
+            )
+            _remember_sent(state, proposal, self.policy)
+        items = proposal.items if shown_items is None else shown_items
+        decision_id = stable_id(
+            user, proposal.kind, items, proposal.source_event_ids, discriminator, proposal.ts
+        )
+        out.decisions.append(
+            Decision(
+                decision_id,
+                user,
+                proposal.ts,
+                proposal.kind,
+                reason,
+                items,
+                excluded,
+                action_id,
+                proposal.source_event_ids,
+            )
+        )
+        return reason is None
+
+    def _suppress(
+        self,
+        state: UserState,
+        out: Output,
+        trigger: Trigger,
+        reason: str,
+        event: Event,
+        items: tuple[str, ...],
+    ) -> None:
+        decision_id = stable_id(event.user_id, trigger, items, event.event_id)
+        out.decisions.append(
+            Decision(
+                decision_id,
+                event.user_id,
+                event.ts,
+                trigger,
+                reason,
+                items,
+                (),
+                None,
+                (event.event_id,),
+            )
+        )
+
+
+_HANDLERS = {
+    "browse": Engine._browse,
+    "cart": Engine._cart,
+    "purchase": Engine._purchase,
+    "review": Engine._review,
+    "consent": Engine._consent,
+}
+
+
+def _order(event: Event) -> tuple[int, str]:
+    return (event.ts, event.event_id)
+
+
+def _keep_or_erase(state: UserState | None) -> UserState | None:
+    """None when the state holds nothing (a forgotten user with nothing pending)."""
+    if state is None or state == UserState(user_id=state.user_id):
+        return None
+    return state
+
+
+def _add_to_basket(basket: Basket, item: str, event_id: str) -> Basket:
+    items = dict(basket.items)
+    items[item] = (*items.get(item, ()), event_id)[-20:]
+    episode = (
+        basket.episode_items if item in basket.episode_items else (*basket.episode_items, item)
+    )
+    return replace(basket, items=tuple(items.items()), episode_items=episode)
+
+
+def _remove_from_basket(basket: Basket, leaving: set[str], bought: bool) -> Basket:
+    kept = tuple((item, adds) for item, adds in basket.items if item not in leaving)
+    left_now = len(kept) < len(basket.items)
+    return replace(basket, items=kept, bought_any=basket.bought_any or (bought and left_now))
+
+
+def _rearm(basket: Basket, deadline: int | None) -> Basket:
+    if deadline is not None and basket.deadline is not None:
+        deadline = max(deadline, basket.deadline)
+    return replace(basket, deadline=deadline)
+
+
+def _reminded(basket: Basket) -> Basket:
+    return replace(basket, reminders=basket.reminders + 1)
+
+
+def _remember_sent(state: UserState, proposal: Proposal, policy: Policy) -> None:
+    keep_for = max(policy.frequency_cap.per, rules.WEEK_MS, policy.dedupe_window)
+    since = proposal.ts - keep_for
+    recent = tuple(sent for sent in state.sent if sent.ts > since)
+    state.sent = (*recent, Sent(proposal.ts, proposal.kind, tuple(sorted(proposal.items))))

@@ -1,0 +1,133 @@
+"""Plain values the engine works on: events, per-user state, decisions, actions.
+
+Times are integer milliseconds since the Unix epoch (event time). State fields
+hold immutable values (frozensets, tuples, frozen dataclasses) except the
+reorder buffer `pending`, so a shallow copy plus a copy of `pending` is a full
+copy: cheap enough to keep the engine pure at 100k events a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+EventType = Literal["browse", "cart", "purchase", "review", "consent", "forget"]
+ActionKind = Literal["basket_recovery", "similar_item"]
+Trigger = Literal["browse_nudge", "product_ad", "similar_item", "basket_recovery"]
+
+EMPTY: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An input event as the engine needs it; built from the wire models by the shell."""
+
+    event_id: str
+    type: EventType
+    user_id: str
+    ts: int
+    item_id: str | None = None
+    action: Literal["add", "remove"] | None = None
+    quantity: int = 1
+    order_id: str | None = None
+    items: tuple[str, ...] = ()
+    rating: int | None = None
+    basket_recovery: bool | None = None
+    similar_item: bool | None = None
+    max_actions_per_week: int | None = None
+
+    @property
+    def order_key(self) -> tuple[int, str]:
+        return (self.ts, self.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Basket:
+    """The current basket episode: from the first add to an empty basket until it empties."""
+
+    items: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (item_id, add event ids), in add order
+    episode_items: tuple[str, ...] = ()  # every item added during the episode
+    deadline: int | None = None  # armed reminder time (last add + abandon_after)
+    reminders: int = 0  # reminders emitted in this episode
+    bought_any: bool = False
+
+    @property
+    def item_ids(self) -> tuple[str, ...]:
+        return tuple(item for item, _ in self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """An emitted action remembered for the frequency cap and dedupe."""
+
+    ts: int
+    kind: ActionKind
+    items: tuple[str, ...]  # sorted
+
+
+@dataclass(slots=True)
+class UserState:
+    user_id: str = ""
+    customer: bool = False
+    purchased: frozenset[str] = EMPTY
+    owned_one_off: frozenset[str] = EMPTY  # categories of one-off items bought
+    visited: frozenset[str] = EMPTY  # destinations bought
+    ruled_out: frozenset[str] = EMPTY
+    basket: Basket | None = None
+    consent_basket: bool | None = None
+    consent_similar: bool | None = None
+    max_per_week: int | None = None
+    opted_in_similar: bool = False  # ever sent consent with similar_item: true
+    sent: tuple[Sent, ...] = ()
+    last_browse: int | None = None
+    pending: list[Event] = field(default_factory=list)  # reorder buffer, by (ts, event_id)
+
+    def copy(self) -> UserState:
+        clone = UserState.__new__(UserState)
+        for name in UserState.__slots__:
+            setattr(clone, name, getattr(self, name))
+        clone.pending = list(self.pending)
+        return clone
+
+    @property
+    def deadline(self) -> int | None:
+        return self.basket.deadline if self.basket else None
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    action_id: str
+    kind: ActionKind
+    user_id: str
+    ts: int
+    items: tuple[str, ...]
+    seed_item: str | None
+    data_dimensions: tuple[str, ...]
+    source_event_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    decision_id: str
+    user_id: str
+    ts: int
+    trigger: Trigger
+    reason: str | None  # None when emitted
+    items: tuple[str, ...]
+    excluded: tuple[tuple[str, str], ...]  # (item_id, reason), in candidate order
+    action_id: str | None
+    source_event_ids: tuple[str, ...]
+
+    @property
+    def outcome(self) -> Literal["emitted", "suppressed"]:
+        return "emitted" if self.reason is None else "suppressed"
+
+
+def stable_id(*parts: str | int | tuple[str, ...] | None) -> str:
+    """A deterministic id: the same parts give the same id in every process and replay."""
+    text = "\x1f".join(
+        "\x1e".join(part) if isinstance(part, tuple) else ("" if part is None else str(part))
+        for part in parts
+    )
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

@@ -1,0 +1,131 @@
+"""Many users: the state store, the due index, and stream time handed in by the shell.
+
+The shell decides what stream time is (the largest ts read, in replay; the
+per-partition minimum over input topics with the hybrid clock, in the worker)
+and the processor does the rest. Deadlines and held events are indexed by the
+stream time at which they fall due, so advancing time never scans every user.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from suppressor.domain.engine import Engine, Output
+from suppressor.domain.model import Event, UserState
+
+
+class StateStore(Protocol):
+    """Where user states live: a dict in replay, a changelog-backed table in the worker."""
+
+    def get(self, user_id: str) -> UserState | None: ...
+    def put(self, user_id: str, state: UserState) -> None: ...
+    def delete(self, user_id: str) -> None: ...
+    def items(self) -> Iterable[tuple[str, UserState]]: ...
+
+
+class DictStore:
+    def __init__(self) -> None:
+        self.states: dict[str, UserState] = {}
+
+    def get(self, user_id: str) -> UserState | None:
+        return self.states.get(user_id)
+
+    def put(self, user_id: str, state: UserState) -> None:
+        self.states[user_id] = state
+
+    def delete(self, user_id: str) -> None:
+        self.states.pop(user_id, None)
+
+    def items(self) -> Iterator[tuple[str, UserState]]:
+        return iter(list(self.states.items()))
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+
+class DueIndex:
+    """A min-heap of (due stream time, user) with lazy removal of stale entries."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, str]] = []
+        self._due: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def set(self, user_id: str, due: int | None) -> None:
+        if due is None:
+            self._due.pop(user_id, None)
+        elif self._due.get(user_id) != due:
+            self._due[user_id] = due
+            heapq.heappush(self._heap, (due, user_id))
+
+    def pop_due(self, stream_time: int) -> Iterator[str]:
+        while self._heap and self._heap[0][0] <= stream_time:
+            due, user_id = heapq.heappop(self._heap)
+            if self._due.get(user_id) == due:
+                del self._due[user_id]
+                yield user_id
+
+    def users(self) -> list[str]:
+        return sorted(self._due)
+
+    def clear(self) -> None:
+        self._heap.clear()
+        self._due.clear()
+
+
+class Processor:
+    def __init__(self, engine: Engine, store: StateStore) -> None:
+        self.engine = engine
+        self.store = store
+        self.index = DueIndex()
+
+    def on_event(self, event: Event, stream_time: int) -> Output:
+        out = Output()
+        state = self.store.get(event.user_id) or UserState(user_id=event.user_id)
+        self.index.set(event.user_id, None)
+        new = self.engine.ingest_in_place(state, event, stream_time, out)
+        self._save(event.user_id, new, out)
+        self._fire_due(stream_time, out)
+        return out
+
+    def advance_to(self, stream_time: int) -> Output:
+        out = Output()
+        self._fire_due(stream_time, out)
+        return out
+
+    def flush(self) -> Output:
+        """End of input: apply every held event, user by user in id order."""
+        out = Output()
+        for user_id in self.index.users():
+            state = self.store.get(user_id)
+            if state is not None and state.pending:
+                self._save(user_id, self.engine.flush_in_place(state, out), out)
+        return out
+
+    def rebuild_index(self) -> int:
+        """After a restart or a partition assignment: index every stored state's due time."""
+        self.index.clear()
+        for user_id, state in self.store.items():
+            self.index.set(user_id, self.engine.due(state))
+        return len(self.index)
+
+    def _fire_due(self, stream_time: int, out: Output) -> None:
+        watermark = stream_time - self.engine.policy.grace
+        for user_id in list(self.index.pop_due(stream_time)):
+            state = self.store.get(user_id)
+            if state is not None:
+                self._save(user_id, self.engine.advance_in_place(state, watermark, out), out)
+
+    def _save(self, user_id: str, state: UserState | None, out: Output) -> None:
+        if user_id in out.erased:
+            self.store.delete(user_id)  # a tombstone first: erasure must reach the changelog
+        if state is None:
+            self.store.delete(user_id)
+            self.index.set(user_id, None)
+            return
+        self.store.put(user_id, state)
+        self.index.set(user_id, self.engine.due(state))
