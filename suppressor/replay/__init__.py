@@ -1,0 +1,1 @@
+"""Replay: event history through the very same engine, with no Kafka (SPEC section 7)."""
