@@ -170,6 +170,9 @@ class Engine:
 
     def _review(self, state: UserState, event: Event, out: Output) -> None:
         item, rating = event.item_id or "", event.rating or 3
+        reviewed = self.catalog.get(item)
+        if reviewed is not None and reviewed.kind == "destination":
+            state.visited = state.visited | {item}  # a trip reviewed is a trip taken
         if rating >= 4:
             self._similar_item(state, out, event, item, "reviews")
         elif rating <= 2:
