@@ -69,7 +69,7 @@ class OrderLine(BaseModel):
 
     item_id: Id
     quantity: StrictInt = Field(default=1, ge=1)
-    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    price: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True)
 
 
 class Purchase(_Event):

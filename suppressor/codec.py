@@ -101,9 +101,12 @@ def decision_record(decision: Decision, policy_version: str) -> dict[str, Any]:
     }
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(record: dict[str, Any]) -> str:
     """Compact JSON, field order as built: byte-identical for identical input."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(record)
 
 
 # --- user state <-> bytes (the table's value) -------------------------------------
@@ -175,13 +178,8 @@ def state_from_bytes(raw: bytes) -> UserState:
     )
 
 
-_EVENT_FIELDS = Event.__slots__
-
-
 def _event_to_list(event: Event) -> list[Any]:
-    return [
-        list(v) if isinstance(v, tuple) else v for v in map(event.__getattribute__, _EVENT_FIELDS)
-    ]
+    return [list(v) if isinstance(v, tuple) else v for v in event]
 
 
 def _event_from_list(row: list[Any]) -> Event:

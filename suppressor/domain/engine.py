@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field, replace
+from itertools import islice
 
 from suppressor.domain import rules
 from suppressor.domain.catalog import Catalog
@@ -78,8 +79,13 @@ class Engine:
         """The stream time at which `tick` has work to do for this state, if any."""
         if state is None:
             return None
-        times = [t for t in (state.deadline, state.pending[0].ts if state.pending else None) if t]
-        return min(times) + self.policy.grace if times else None
+        basket = state.basket
+        deadline = basket.deadline if basket is not None else None
+        if state.pending:
+            head = state.pending[0].ts
+            if deadline is None or head < deadline:
+                deadline = head
+        return None if deadline is None else deadline + self.policy.grace
 
     # --- in place, on a state the caller owns --------------------------------------
 
@@ -91,31 +97,39 @@ class Engine:
             out.late_events += 1
             current = self.advance_in_place(state, watermark, out)
             current = current or UserState(user_id=event.user_id)
-            return _keep_or_erase(self._apply(current, event, out))
+            current = self._apply(current, event, out)
+            return None if event.type == "forget" and not current.pending else current
         bisect.insort(state.pending, event, key=_order)
         return self.advance_in_place(state, watermark, out)
 
     def advance_in_place(self, state: UserState, watermark: int, out: Output) -> UserState | None:
-        """Apply every event and fire every deadline up to the watermark, in time order."""
+        """Apply every event and fire every deadline up to the watermark, in time order.
+
+        Returns None when nothing is left to keep: a forget was the last thing applied
+        and no later event is held.
+        """
+        blank = False
+        pending = state.pending
         while True:
-            deadline = state.deadline
-            head = state.pending[0] if state.pending else None
+            basket = state.basket
+            deadline = basket.deadline if basket is not None else None
             if (
-                head is not None
-                and head.ts <= watermark
-                and (deadline is None or head.ts <= deadline)
+                pending
+                and pending[0].ts <= watermark
+                and (deadline is None or pending[0].ts <= deadline)
             ):
-                state.pending.pop(0)
+                head = pending.pop(0)
                 state = self._apply(state, head, out)
+                blank = head.type == "forget"
             elif deadline is not None and deadline <= watermark:
                 self._fire_basket(state, deadline, out)
             else:
-                return _keep_or_erase(state)
+                return None if blank and not pending else state
 
     def flush_in_place(self, state: UserState, out: Output) -> UserState | None:
         """End of input: apply every held event (no later data can come)."""
         if not state.pending:
-            return _keep_or_erase(state)
+            return state
         return self.advance_in_place(state, state.pending[-1].ts, out)
 
     # --- events ----------------------------------------------------------------------
@@ -190,7 +204,9 @@ class Engine:
     # --- triggers --------------------------------------------------------------------
 
     def _product_ad(self, state: UserState, out: Output, event: Event, item: str) -> None:
-        reason = rules.first_reason(rules.PRODUCT_AD_REASONS, state, self.catalog, item)
+        reason = None
+        if state.visited or state.purchased or state.owned_one_off or state.ruled_out:
+            reason = rules.first_reason(rules.PRODUCT_AD_REASONS, state, self.catalog, item)
         self._suppress(state, out, "product_ad", reason or "product_ad", event, (item,))
 
     def _similar_item(
@@ -198,8 +214,9 @@ class Engine:
     ) -> None:
         chosen: list[str] = []
         excluded: dict[str, str] = {}
-        for candidate in self.catalog.candidates(seed):
-            if len(chosen) >= self.policy.max_similar_items:
+        wanted, budget = self.policy.max_similar_items, self.policy.candidates_examined
+        for candidate in islice(self.catalog.candidates(seed), budget):
+            if len(chosen) >= wanted:
                 break
             if candidate in excluded or candidate in chosen:
                 continue
@@ -323,13 +340,6 @@ _HANDLERS = {
 
 def _order(event: Event) -> tuple[int, str]:
     return (event.ts, event.event_id)
-
-
-def _keep_or_erase(state: UserState | None) -> UserState | None:
-    """None when the state holds nothing (a forgotten user with nothing pending)."""
-    if state is None or state == UserState(user_id=state.user_id):
-        return None
-    return state
 
 
 def _add_to_basket(basket: Basket, item: str, event_id: str) -> Basket:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 EventType = Literal["browse", "cart", "purchase", "review", "consent", "forget"]
 ActionKind = Literal["basket_recovery", "similar_item"]
@@ -19,8 +19,7 @@ Trigger = Literal["browse_nudge", "product_ad", "similar_item", "basket_recovery
 EMPTY: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """An input event as the engine needs it; built from the wire models by the shell."""
 
     event_id: str
@@ -57,8 +56,7 @@ class Basket:
         return tuple(item for item, _ in self.items)
 
 
-@dataclass(frozen=True, slots=True)
-class Sent:
+class Sent(NamedTuple):
     """An emitted action remembered for the frequency cap and dedupe."""
 
     ts: int
@@ -95,8 +93,7 @@ class UserState:
         return self.basket.deadline if self.basket else None
 
 
-@dataclass(frozen=True, slots=True)
-class Action:
+class Action(NamedTuple):
     action_id: str
     kind: ActionKind
     user_id: str
@@ -107,8 +104,7 @@ class Action:
     source_event_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     decision_id: str
     user_id: str
     ts: int
@@ -127,7 +123,12 @@ class Decision:
 def stable_id(*parts: str | int | tuple[str, ...] | None) -> str:
     """A deterministic id: the same parts give the same id in every process and replay."""
     text = "\x1f".join(
-        "\x1e".join(part) if isinstance(part, tuple) else ("" if part is None else str(part))
-        for part in parts
+        [
+            "\x1e".join(part) if type(part) is tuple else ("" if part is None else str(part))
+            for part in parts
+        ]
     )
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return _blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+_blake2b = hashlib.blake2b

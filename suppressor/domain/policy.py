@@ -63,6 +63,12 @@ class Policy(_Section):
     dedupe_window: DurationMs = Field(default=parse_duration("30d"), ge=0)
     max_similar_items: int = Field(default=3, ge=1, le=50)
     max_data_dimensions: int = Field(default=3, ge=0)
+    candidates_examined: int = Field(
+        default=30,
+        ge=1,
+        description="similar-item candidates looked at, in rank order, before giving up; "
+        "keeps the work and the decision's `excluded` map bounded",
+    )
     default_consent: DefaultConsent = DefaultConsent()
     clock: Literal["hybrid", "event"] | None = Field(
         default=None, description="None: hybrid in the worker, event in replay"

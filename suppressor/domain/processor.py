@@ -62,12 +62,18 @@ class DueIndex:
             self._due[user_id] = due
             heapq.heappush(self._heap, (due, user_id))
 
-    def pop_due(self, stream_time: int) -> Iterator[str]:
-        while self._heap and self._heap[0][0] <= stream_time:
-            due, user_id = heapq.heappop(self._heap)
+    def pop_due(self, stream_time: int) -> list[str]:
+        """Users due at or before stream_time, removed from the index."""
+        heap = self._heap
+        if not heap or heap[0][0] > stream_time:
+            return []
+        due_users = []
+        while heap and heap[0][0] <= stream_time:
+            due, user_id = heapq.heappop(heap)
             if self._due.get(user_id) == due:
                 del self._due[user_id]
-                yield user_id
+                due_users.append(user_id)
+        return due_users
 
     def users(self) -> list[str]:
         return sorted(self._due)
@@ -86,7 +92,6 @@ class Processor:
     def on_event(self, event: Event, stream_time: int) -> Output:
         out = Output()
         state = self.store.get(event.user_id) or UserState(user_id=event.user_id)
-        self.index.set(event.user_id, None)
         new = self.engine.ingest_in_place(state, event, stream_time, out)
         self._save(event.user_id, new, out)
         self._fire_due(stream_time, out)
@@ -115,7 +120,7 @@ class Processor:
 
     def _fire_due(self, stream_time: int, out: Output) -> None:
         watermark = stream_time - self.engine.policy.grace
-        for user_id in list(self.index.pop_due(stream_time)):
+        for user_id in self.index.pop_due(stream_time):
             state = self.store.get(user_id)
             if state is not None:
                 self._save(user_id, self.engine.advance_in_place(state, watermark, out), out)
