@@ -3,7 +3,10 @@
     SuppressorError
      ├── ConfigError      a setting or policy file is invalid (start-up stops; the
      │                    message names the field and the fix)
-     └── InputFileError   a file given on the command line cannot be read
+     ├── InputFileError   a file given on the command line cannot be read
+     └── TopicAdminError  (streams.admin) creating or checking topics failed
+          ├── BrokerUnavailable
+          └── TopicMismatch   an existing topic differs from what is needed
 
 Bad *records* are never exceptions: they become dead-letter records.
 Library errors (pydantic, kafka-python, aiokafka) are converted at the boundary.

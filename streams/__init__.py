@@ -1,0 +1,1 @@
+"""Kafka wiring: topic administration and the streaming shell around the decision engine."""
