@@ -28,7 +28,12 @@ def parse_rfc3339(text: str) -> datetime:
     fraction = re.search(r"\.(\d+)", text)
     if fraction and len(fraction.group(1)) > 6:  # datetime keeps microseconds only
         text = text.replace(fraction.group(0), "." + fraction.group(1)[:6])
-    return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+    moment = datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside the years 0001-9999 in UTC") from None
+    return moment
 
 
 def to_ms(moment: datetime) -> int:

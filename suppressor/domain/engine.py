@@ -5,10 +5,13 @@ and return a new one with the decisions and actions as values. The `*_in_place`
 variants do the same work on a state the caller owns (the processor), without
 the copy.
 
-Order: an event is applied once the watermark (stream time - grace) reaches its
-ts; a basket deadline fires once the watermark reaches it, after every event
-with ts <= deadline. An event older than the watermark when it arrives is late:
-it is applied at once (it updates state) but cannot retract what was emitted.
+Order: the watermark is stream time - grace. An event is applied once the
+watermark has passed its ts (ts < watermark); a basket deadline fires once the
+watermark has passed it, after every event with ts <= deadline. An event that
+arrives with ts < watermark is late: it is applied at once (it updates state)
+but cannot retract what was emitted. "Passed" is strict on both sides, so
+nothing applied can ever be out of (ts, event_id) order with an event that is
+not late.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ class Engine:
             head = state.pending[0].ts
             if deadline is None or head < deadline:
                 deadline = head
-        return None if deadline is None else deadline + self.policy.grace
+        return None if deadline is None else deadline + self.policy.grace + 1
 
     # --- in place, on a state the caller owns --------------------------------------
 
@@ -103,7 +106,7 @@ class Engine:
         return self.advance_in_place(state, watermark, out)
 
     def advance_in_place(self, state: UserState, watermark: int, out: Output) -> UserState | None:
-        """Apply every event and fire every deadline up to the watermark, in time order.
+        """Apply every event and fire every deadline the watermark has passed, in time order.
 
         Returns None when nothing is left to keep: a forget was the last thing applied
         and no later event is held.
@@ -115,13 +118,13 @@ class Engine:
             deadline = basket.deadline if basket is not None else None
             if (
                 pending
-                and pending[0].ts <= watermark
+                and pending[0].ts < watermark
                 and (deadline is None or pending[0].ts <= deadline)
             ):
                 head = pending.pop(0)
                 state = self._apply(state, head, out)
                 blank = head.type == "forget"
-            elif deadline is not None and deadline <= watermark:
+            elif deadline is not None and deadline < watermark:
                 self._fire_basket(state, deadline, out)
             else:
                 return None if blank and not pending else state
@@ -130,7 +133,7 @@ class Engine:
         """End of input: apply every held event (no later data can come)."""
         if not state.pending:
             return state
-        return self.advance_in_place(state, state.pending[-1].ts, out)
+        return self.advance_in_place(state, state.pending[-1].ts + 1, out)
 
     # --- events ----------------------------------------------------------------------
 
@@ -237,10 +240,16 @@ class Engine:
         basket = state.basket
         assert basket is not None
         sources = tuple(source for _, adds in basket.items for source in adds)
-        proposal = Proposal(
-            "basket_recovery", deadline, basket.item_ids, None, ("basket",), sources
-        )
-        if self._decide(state, out, proposal, (), discriminator=str(deadline)):
+        offered: list[str] = []
+        excluded: list[tuple[str, str]] = []
+        for item in basket.item_ids:
+            reason = rules.first_reason(rules.BASKET_EXCLUSIONS, state, self.catalog, item)
+            if reason is None:
+                offered.append(item)
+            else:
+                excluded.append((item, reason))
+        proposal = Proposal("basket_recovery", deadline, tuple(offered), None, ("basket",), sources)
+        if self._decide(state, out, proposal, tuple(excluded), discriminator=str(deadline)):
             basket = state.basket = _reminded(basket)
         state.basket = _rearm(basket, None)
 

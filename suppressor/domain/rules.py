@@ -74,6 +74,16 @@ CANDIDATE_EXCLUSIONS: list[tuple[str, ItemRule]] = [
     ("unavailable", unavailable),
 ]
 
+# basket-recovery items are dropped for the first of these: no action may offer an item
+# bought (since it was added, or before), a trip taken, a second one-off of a kind now
+# owned, or an item reviewed badly while it sat in the basket.
+BASKET_EXCLUSIONS: list[tuple[str, ItemRule]] = [
+    ("already_purchased", already_purchased),
+    ("past_destination", past_destination),
+    ("one_off_owned", one_off_owned),
+    ("ruled_out", ruled_out),
+]
+
 
 def first_reason(
     rules: list[tuple[str, ItemRule]], state: UserState, catalog: Catalog, item_id: str
