@@ -10,7 +10,7 @@ from pydantic import TypeAdapter
 
 from schemas.catalog import CatalogItem
 from schemas.events import Browse, Cart, Consent, Event, Forget, Purchase, Review
-from schemas.outputs import Action, DeadLetter, Decision
+from schemas.outputs import Action, Conversion, DeadLetter, Decision
 
 JSON_DIR = Path(__file__).parent / "json"
 
@@ -26,6 +26,7 @@ RECORDS: dict[str, Any] = {
     "action": Action,
     "decision": Decision,
     "dead_letter": DeadLetter,
+    "conversion": Conversion,
 }
 
 
@@ -34,7 +35,11 @@ def render_all() -> dict[str, str]:
     files = {}
     for name, model in RECORDS.items():
         mode: Literal["validation", "serialization"]
-        mode = "serialization" if name in {"action", "decision", "dead_letter"} else "validation"
+        mode = (
+            "serialization"
+            if name in {"action", "decision", "dead_letter", "conversion"}
+            else "validation"
+        )
         schema = TypeAdapter(model).json_schema(mode=mode)
         schema["$id"] = f"https://retarget-suppressor.invalid/schemas/{name}.json"
         schema["title"] = schema.get("title", name)

@@ -32,6 +32,8 @@ ReasonCode = Literal[
     "basket_converted",
     "basket_emptied",
     "already_reminded",
+    # measurement
+    "holdout",
 ]
 DataDimension = Literal["basket", "purchase_history", "travel_history", "reviews"]
 
@@ -68,6 +70,27 @@ class Decision(_Record):
     excluded: dict[str, ReasonCode]
     action_id: str | None
     source_event_ids: list[str]
+    policy_version: str
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class Conversion(_Record):
+    """One record on `conversions` (key: user_id), written when an action's attribution
+    window closes: did the person buy an item the action offered (or, for basket recovery,
+    an item of the basket) within the window? Held-out actions (reason `holdout`) get one
+    too, so treated and holdout conversion rates can be compared.
+    """
+
+    conversion_id: str
+    action_id: str = Field(description="the emitted action, or the held-out one's would-be id")
+    kind: ActionKind
+    user_id: str
+    group: Literal["treated", "holdout"]
+    action_ts: str
+    window_end: str
+    converted: bool
+    converted_at: str | None
+    seconds_to_convert: float | None
     policy_version: str
     schema_version: Literal[1] = SCHEMA_VERSION
 

@@ -14,6 +14,7 @@ from suppressor.domain.policy import Policy, load_policy
 from suppressor.errors import SuppressorError
 from suppressor.replay.compare import compare, print_report
 from suppressor.replay.files import dead_letter_line, load_catalog, numbered_lines, open_input
+from suppressor.replay.report import print_report as print_conversion_report
 from suppressor.replay.run import FileSink, Progress, replay
 
 
@@ -62,6 +63,14 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     replay_cmd.add_argument("--decisions", help="write one decision per trigger here")
     replay_cmd.add_argument("--dlq", help="write bad input lines here, with line and error code")
     replay_cmd.add_argument(
+        "--conversions", help="write a record per closed attribution window here"
+    )
+    replay_cmd.add_argument(
+        "--report",
+        action="store_true",
+        help="print conversion rates, treated vs holdout, with the lift's 95%% interval",
+    )
+    replay_cmd.add_argument(
         "--until", type=_timestamp, help="after the input, advance stream time to TS (RFC 3339)"
     )
     replay_cmd.add_argument(
@@ -90,11 +99,12 @@ def _run_replay(args: argparse.Namespace) -> int:
         _output(args.actions, sys.stdout) as actions,
         _output(args.decisions) as decisions,
         _output(args.dlq) as dlq,
+        _output(args.conversions) as conversions,
     ):
         for dead in bad_catalog:
             if dlq is not None:
                 dlq.write(dead_letter_line(dead) + "\n")
-        sink = FileSink(actions, decisions, dlq)
+        sink = FileSink(actions, decisions, dlq, conversions)
         tally = replay(
             numbered_lines(handle),
             policy,
@@ -108,6 +118,8 @@ def _run_replay(args: argparse.Namespace) -> int:
         tally.dlq[dead.error_code] += 1
     if not args.quiet:
         print(f"replay: {tally.summary_line()}", file=sys.stderr)
+    if args.report:
+        print_conversion_report(tally, sys.stderr if args.actions is None else sys.stdout)
     return 0
 
 

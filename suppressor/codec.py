@@ -15,7 +15,16 @@ from schemas.catalog import CatalogItem
 from schemas.outputs import SCHEMA_VERSION
 from schemas.timefmt import format_ms
 from suppressor.domain.catalog import Item
-from suppressor.domain.model import Action, Basket, Decision, Event, Sent, UserState
+from suppressor.domain.model import (
+    Action,
+    Basket,
+    Conversion,
+    Decision,
+    Event,
+    Sent,
+    UserState,
+    Watch,
+)
 
 
 def event_from_wire(event: wire.Event) -> Event:
@@ -104,6 +113,26 @@ def decision_record(decision: Decision, policy_version: str) -> dict[str, Any]:
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
+def conversion_record(conversion: Conversion, policy_version: str) -> dict[str, Any]:
+    converted_at = conversion.converted_at
+    return {
+        "conversion_id": conversion.conversion_id,
+        "action_id": conversion.action_id,
+        "kind": conversion.kind,
+        "user_id": conversion.user_id,
+        "group": "holdout" if conversion.held_out else "treated",
+        "action_ts": format_ms(conversion.action_ts),
+        "window_end": format_ms(conversion.window_end),
+        "converted": converted_at is not None,
+        "converted_at": None if converted_at is None else format_ms(converted_at),
+        "seconds_to_convert": None
+        if converted_at is None
+        else (converted_at - conversion.action_ts) / 1000,
+        "policy_version": policy_version,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
 def dumps(record: dict[str, Any]) -> str:
     """Compact JSON, field order as built: byte-identical for identical input."""
     return _ENCODER.encode(record)
@@ -139,6 +168,7 @@ def state_to_bytes(state: UserState) -> bytes:
         "oi": state.opted_in_similar,
         "s": [[s.ts, s.kind, list(s.items)] for s in state.sent],
         "lb": state.last_browse,
+        "w": [[*watch[:3], list(watch.items), *watch[4:]] for watch in state.watching],
         "q": [_event_to_list(event) for event in state.pending],
     }
     return json.dumps(data, separators=(",", ":")).encode()
@@ -174,6 +204,10 @@ def state_from_bytes(raw: bytes) -> UserState:
         opted_in_similar=data["oi"],
         sent=tuple(Sent(ts, kind, tuple(items)) for ts, kind, items in data["s"]),
         last_browse=data["lb"],
+        watching=tuple(
+            Watch(closes, action_id, kind, tuple(items), ts, held_out, converted_at)
+            for closes, action_id, kind, items, ts, held_out, converted_at in data.get("w", ())
+        ),
         pending=[_event_from_list(row) for row in data["q"]],
     )
 

@@ -21,6 +21,8 @@ class Tally:
     dlq: Counter[str] = field(default_factory=Counter)  # by error code
     late_events: int = 0
     erasures: int = 0
+    # attribution: (kind, "treated" | "holdout", converted) -> closed windows
+    conversions: Counter[tuple[str, str, bool]] = field(default_factory=Counter)
 
     def count_output(self, out: Output) -> None:
         for action in out.actions:
@@ -34,6 +36,9 @@ class Tally:
                 self.exclusions[reason] += 1
         self.late_events += out.late_events
         self.erasures += len(out.erased)
+        for conversion in out.conversions:
+            group = "holdout" if conversion.held_out else "treated"
+            self.conversions[conversion.kind, group, conversion.converted_at is not None] += 1
 
     def summary_line(self) -> str:
         def fmt(counter: Counter[str]) -> str:

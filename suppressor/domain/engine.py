@@ -17,6 +17,7 @@ not late.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from itertools import islice
 
@@ -25,15 +26,18 @@ from suppressor.domain.catalog import Catalog
 from suppressor.domain.model import (
     Action,
     Basket,
+    Conversion,
     Decision,
     Event,
     Sent,
     Trigger,
     UserState,
+    Watch,
     stable_id,
 )
 from suppressor.domain.policy import Policy
 from suppressor.domain.rules import Proposal
+from suppressor.domain.split import HoldoutSplit
 
 
 @dataclass(slots=True)
@@ -42,6 +46,7 @@ class Output:
     actions: list[Action] = field(default_factory=list)
     late_events: int = 0
     erased: set[str] = field(default_factory=set)  # users whose state a forget wiped
+    conversions: list[Conversion] = field(default_factory=list)  # attribution windows closed
 
 
 @dataclass(slots=True)
@@ -59,6 +64,7 @@ class Engine:
         self.policy = policy
         self.catalog = catalog
         self.policy_version = policy.version
+        self.holdout = HoldoutSplit(policy.holdout_percent, policy.holdout_salt)
 
     # --- the pure API ------------------------------------------------------------
 
@@ -82,13 +88,12 @@ class Engine:
         """The stream time at which `tick` has work to do for this state, if any."""
         if state is None:
             return None
-        basket = state.basket
-        deadline = basket.deadline if basket is not None else None
+        earliest = _next_timer(state)
         if state.pending:
             head = state.pending[0].ts
-            if deadline is None or head < deadline:
-                deadline = head
-        return None if deadline is None else deadline + self.policy.grace + 1
+            if earliest is None or head < earliest:
+                earliest = head
+        return None if earliest is None else earliest + self.policy.grace + 1
 
     # --- in place, on a state the caller owns --------------------------------------
 
@@ -114,18 +119,13 @@ class Engine:
         blank = False
         pending = state.pending
         while True:
-            basket = state.basket
-            deadline = basket.deadline if basket is not None else None
-            if (
-                pending
-                and pending[0].ts < watermark
-                and (deadline is None or pending[0].ts <= deadline)
-            ):
+            timer = _next_timer(state)
+            if pending and pending[0].ts < watermark and (timer is None or pending[0].ts <= timer):
                 head = pending.pop(0)
                 state = self._apply(state, head, out)
                 blank = head.type == "forget"
-            elif deadline is not None and deadline < watermark:
-                self._fire_basket(state, deadline, out)
+            elif timer is not None and timer < watermark:
+                self._fire_timer(state, timer, out)
             else:
                 return None if blank and not pending else state
 
@@ -167,6 +167,8 @@ class Engine:
 
     def _purchase(self, state: UserState, event: Event, out: Output) -> None:
         bought = dict.fromkeys(event.items)
+        if state.watching:
+            state.watching = _attribute(state.watching, bought.keys(), event.ts)
         state.customer = True
         state.purchased = state.purchased | bought.keys()
         for item_id in bought:
@@ -236,6 +238,29 @@ class Engine:
         )
         self._decide(state, out, proposal, tuple(excluded.items()), discriminator=seed)
 
+    def _fire_timer(self, state: UserState, at: int, out: Output) -> None:
+        """A basket deadline comes before an attribution window closing at the same time."""
+        if state.basket is not None and state.basket.deadline == at:
+            self._fire_basket(state, at, out)
+        else:
+            self._close_window(state, out)
+
+    def _close_window(self, state: UserState, out: Output) -> None:
+        watch, state.watching = state.watching[0], state.watching[1:]
+        conversion_id = stable_id(state.user_id, "conversion", watch.action_id)
+        out.conversions.append(
+            Conversion(
+                conversion_id,
+                watch.action_id,
+                watch.kind,
+                state.user_id,
+                watch.held_out,
+                watch.ts,
+                watch.closes,
+                watch.converted_at,
+            )
+        )
+
     def _fire_basket(self, state: UserState, deadline: int, out: Output) -> None:
         basket = state.basket
         assert basket is not None
@@ -273,7 +298,12 @@ class Engine:
         discriminator: str,
         shown_items: tuple[str, ...] | None = None,
     ) -> bool:
-        """Run the proposal's guards; record the decision and, if it passes, the action."""
+        """Run the proposal's guards; record the decision and, if it passes, the action.
+
+        A user in the holdout group gets the decision (reason `holdout`) instead of the
+        action, and is otherwise treated exactly alike: caps, dedupe, reminders and an
+        attribution window all count the held-out action. True when it passed the guards.
+        """
         user = state.user_id
         reason = rules.first_failed_guard(state, proposal, self.policy)
         action_id = None
@@ -281,19 +311,24 @@ class Engine:
             action_id = stable_id(
                 user, proposal.kind, proposal.items, proposal.source_event_ids, discriminator
             )
-            out.actions.append(
-                Action(
-                    action_id,
-                    proposal.kind,
-                    user,
-                    proposal.ts,
-                    proposal.items,
-                    proposal.seed_item,
-                    proposal.data_dimensions,
-                    proposal.source_event_ids,
+            held_out = self.holdout.holds_out(user)
+            if held_out:
+                reason = "holdout"
+            else:
+                out.actions.append(
+                    Action(
+                        action_id,
+                        proposal.kind,
+                        user,
+                        proposal.ts,
+                        proposal.items,
+                        proposal.seed_item,
+                        proposal.data_dimensions,
+                        proposal.source_event_ids,
+                    )
                 )
-            )
             _remember_sent(state, proposal, self.policy)
+            self._watch(state, proposal, action_id, held_out)
         items = proposal.items if shown_items is None else shown_items
         decision_id = stable_id(
             user, proposal.kind, items, proposal.source_event_ids, discriminator, proposal.ts
@@ -311,7 +346,14 @@ class Engine:
                 proposal.source_event_ids,
             )
         )
-        return reason is None
+        return action_id is not None
+
+    def _watch(self, state: UserState, proposal: Proposal, action_id: str, held_out: bool) -> None:
+        closes = proposal.ts + self.policy.attribution_window
+        watch = Watch(closes, action_id, proposal.kind, proposal.items, proposal.ts, held_out)
+        watching = list(state.watching)
+        bisect.insort(watching, watch, key=_watch_order)
+        state.watching = tuple(watching)
 
     def _suppress(
         self,
@@ -349,6 +391,34 @@ _HANDLERS = {
 
 def _order(event: Event) -> tuple[int, str]:
     return (event.ts, event.event_id)
+
+
+def _watch_order(watch: Watch) -> tuple[int, str]:
+    return (watch.closes, watch.action_id)
+
+
+def _next_timer(state: UserState) -> int | None:
+    """The earliest basket deadline or attribution window end, if any."""
+    basket = state.basket
+    deadline = basket.deadline if basket is not None else None
+    if state.watching:
+        closes = state.watching[0].closes
+        if deadline is None or closes < deadline:
+            return closes
+    return deadline
+
+
+def _attribute(watching: tuple[Watch, ...], bought: Iterable[str], ts: int) -> tuple[Watch, ...]:
+    """A purchase inside a window converts each open action that offered a bought item."""
+    bought = set(bought)
+    return tuple(
+        watch._replace(converted_at=ts)
+        if watch.converted_at is None
+        and watch.ts < ts <= watch.closes
+        and bought & set(watch.items)
+        else watch
+        for watch in watching
+    )
 
 
 def _add_to_basket(basket: Basket, item: str, event_id: str) -> Basket:

@@ -56,6 +56,18 @@ class Basket:
         return tuple(item for item, _ in self.items)
 
 
+class Watch(NamedTuple):
+    """An action (emitted or held out) whose attribution window is still open."""
+
+    closes: int  # action ts + attribution_window
+    action_id: str
+    kind: ActionKind
+    items: tuple[str, ...]
+    ts: int
+    held_out: bool
+    converted_at: int | None = None
+
+
 class Sent(NamedTuple):
     """An emitted action remembered for the frequency cap and dedupe."""
 
@@ -79,6 +91,7 @@ class UserState:
     opted_in_similar: bool = False  # ever sent consent with similar_item: true
     sent: tuple[Sent, ...] = ()
     last_browse: int | None = None
+    watching: tuple[Watch, ...] = ()  # open attribution windows, by (closes, action_id)
     pending: list[Event] = field(default_factory=list)  # reorder buffer, by (ts, event_id)
 
     def copy(self) -> UserState:
@@ -102,6 +115,19 @@ class Action(NamedTuple):
     seed_item: str | None
     data_dimensions: tuple[str, ...]
     source_event_ids: tuple[str, ...]
+
+
+class Conversion(NamedTuple):
+    """An attribution window closed: did the action's items (or basket) get bought?"""
+
+    conversion_id: str
+    action_id: str
+    kind: ActionKind
+    user_id: str
+    held_out: bool
+    action_ts: int
+    window_end: int
+    converted_at: int | None
 
 
 class Decision(NamedTuple):

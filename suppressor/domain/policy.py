@@ -74,6 +74,13 @@ class Policy(_Section):
         default=None, description="None: hybrid in the worker, event in replay"
     )
     idle_timeout: DurationMs = Field(default=parse_duration("30s"), gt=0)
+    holdout_percent: float = Field(
+        default=0.0, ge=0, le=100, description="share of users whose actions are held out"
+    )
+    holdout_salt: str = Field(
+        default="retarget-suppressor", min_length=1, description="change it to redraw the split"
+    )
+    attribution_window: DurationMs = Field(default=parse_duration("7d"), gt=0)
 
     @property
     def version(self) -> str:
@@ -83,7 +90,8 @@ class Policy(_Section):
 
     def describe(self) -> dict[str, Any]:
         data = self.model_dump()
-        for key in ("abandon_after", "grace", "session_gap", "dedupe_window", "idle_timeout"):
+        durations = ("abandon_after", "grace", "session_gap", "dedupe_window", "idle_timeout")
+        for key in (*durations, "attribution_window"):
             data[key] = format_duration(data[key])
         data["frequency_cap"]["per"] = format_duration(data["frequency_cap"]["per"])
         return data

@@ -68,6 +68,9 @@ def table_rows(comparison: Comparison) -> list[tuple[str, str, int, int]]:
             rows[trigger, f"suppressed: {reason}"][column] += n
         for reason, n in tally.exclusions.items():
             rows["(candidate items)", f"excluded: {reason}"][column] += n
+        for (kind, group, converted), n in tally.conversions.items():
+            outcome = "converted" if converted else "not converted"
+            rows[f"{kind} ({group})", f"window closed: {outcome}"][column] += n
     return [(t, r, a, b) for (t, r), (a, b) in sorted(rows.items())]
 
 

@@ -14,7 +14,13 @@ from typing import Protocol, TextIO
 
 from schemas.events import DeadLetter, parse_event
 from schemas.outputs import SourcePosition
-from suppressor.codec import action_record, decision_record, dumps, event_from_wire
+from suppressor.codec import (
+    action_record,
+    conversion_record,
+    decision_record,
+    dumps,
+    event_from_wire,
+)
 from suppressor.domain.catalog import Catalog
 from suppressor.domain.engine import Engine, Output
 from suppressor.domain.policy import Policy
@@ -35,6 +41,7 @@ class FileSink:
     actions: TextIO | None
     decisions: TextIO | None = None
     dlq: TextIO | None = None
+    conversions: TextIO | None = None
 
     def write(self, out: Output, policy_version: str) -> None:
         if self.actions is not None:
@@ -43,6 +50,10 @@ class FileSink:
         if self.decisions is not None:
             for decision in out.decisions:
                 self.decisions.write(dumps(decision_record(decision, policy_version)) + "\n")
+        if self.conversions is not None:
+            for conversion in out.conversions:
+                record = conversion_record(conversion, policy_version)
+                self.conversions.write(dumps(record) + "\n")
 
     def dead_letter(self, dead: DeadLetter) -> None:
         if self.dlq is not None:
@@ -126,6 +137,6 @@ def replay(
 
 
 def _emit(out: Output, sink: Sink, tally: Tally, version: str) -> None:
-    if out.decisions or out.late_events or out.erased:
+    if out.decisions or out.late_events or out.erased or out.conversions:
         tally.count_output(out)
         sink.write(out, version)

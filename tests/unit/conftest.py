@@ -15,7 +15,7 @@ from typing import Any
 
 from suppressor.domain.catalog import Catalog, Item
 from suppressor.domain.engine import Engine, Output
-from suppressor.domain.model import Action, Decision, Event
+from suppressor.domain.model import Action, Conversion, Decision, Event
 from suppressor.domain.policy import Policy, policy_from_mapping
 from suppressor.domain.processor import DictStore, Processor
 
@@ -175,6 +175,7 @@ class Run:
     actions: list[Action] = field(default_factory=list)
     late_events: int = 0
     erased: set[str] = field(default_factory=set)
+    conversions: list[Conversion] = field(default_factory=list)
     stream_time: int | None = None
 
     def take(self, out: Output) -> Output:
@@ -182,6 +183,7 @@ class Run:
         self.actions += out.actions
         self.late_events += out.late_events
         self.erased |= out.erased
+        self.conversions += out.conversions
         return out
 
     def feed(self, *events: Event) -> Run:

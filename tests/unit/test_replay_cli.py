@@ -308,9 +308,9 @@ def test_compare_reads_stdin_once(
 def test_the_demo_data_set_shows_every_trigger_and_reason_code(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Under the demo policy and the strict one of the README's what-if, together."""
+    """Under the demo policy and the README's what-if ones (strict, holdout), together."""
     records = []
-    for policy in ("policy.toml", "policy-strict.toml"):
+    for policy in ("policy.toml", "policy-strict.toml", "policy-holdout.toml"):
         decisions = tmp_path / f"{policy}.decisions.jsonl"
         args = [
             "replay",
