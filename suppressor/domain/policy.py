@@ -74,6 +74,12 @@ class Policy(_Section):
         default=None, description="None: hybrid in the worker, event in replay"
     )
     idle_timeout: DurationMs = Field(default=parse_duration("30s"), gt=0)
+    max_future_skew: DurationMs = Field(
+        default=parse_duration("1h"),
+        gt=0,
+        description="events further ahead than this are refused (future_timestamp): one bad "
+        "clock must not move stream time forward and fire everyone's deadlines",
+    )
     holdout_percent: float = Field(
         default=0.0, ge=0, le=100, description="share of users whose actions are held out"
     )
@@ -91,7 +97,7 @@ class Policy(_Section):
     def describe(self) -> dict[str, Any]:
         data = self.model_dump()
         durations = ("abandon_after", "grace", "session_gap", "dedupe_window", "idle_timeout")
-        for key in (*durations, "attribution_window"):
+        for key in (*durations, "attribution_window", "max_future_skew"):
             data[key] = format_duration(data[key])
         data["frequency_cap"]["per"] = format_duration(data["frequency_cap"]["per"])
         return data

@@ -14,6 +14,7 @@ from typing import Protocol, TextIO
 
 from schemas.events import DeadLetter, parse_event
 from schemas.outputs import SourcePosition
+from suppressor.admission import future_dead_letter, too_far_ahead
 from suppressor.codec import (
     action_record,
     conversion_record,
@@ -107,7 +108,10 @@ def replay(
     source_name: str = "-",
     until: int | None = None,
     progress: Progress | None = None,
+    now_ms: int | None = None,
 ) -> Tally:
+    """`now_ms`: the reference for refusing far-future events (default: the wall clock)."""
+    reference = int(time.time() * 1000) if now_ms is None else now_ms
     engine = Engine(policy, catalog)
     processor = Processor(engine, DictStore())
     version = engine.policy_version
@@ -121,6 +125,12 @@ def replay(
             sink.dead_letter(parsed)
             continue
         event = event_from_wire(parsed)
+        if too_far_ahead(event, reference, policy.max_future_skew):
+            where = SourcePosition(file=source_name, line=number)
+            dead = future_dead_letter(raw, where, event, reference, policy.max_future_skew)
+            tally.dlq[dead.error_code] += 1
+            sink.dead_letter(dead)
+            continue
         tally.events[event.type] += 1
         stream_time = event.ts if stream_time is None else max(stream_time, event.ts)
         out = processor.on_event(event, stream_time)
