@@ -23,7 +23,10 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy on the source
 	$(BIN)/ruff format --check schemas streams suppressor tests bench
 	$(BIN)/mypy
 
-test: lint ## everything: lint, unit tests, integration tests on a real local Kafka broker
+tools: ## install the Debian tools the tests use (prometheus, promtool, kcat) if missing
+	deploy/local/tools
+
+test: tools lint ## everything: lint, unit tests, integration tests on a real local Kafka broker
 	$(BIN)/pytest -q
 
 unit: $(STAMP) ## unit tests only (no broker)
@@ -46,4 +49,4 @@ clean: ## stop the local broker and remove venv, caches and local data
 	-deploy/local/kafka stop
 	rm -rf $(VENV) .kafka var .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install lint test unit demo bench schemas fmt clean
+.PHONY: help install tools lint test unit demo bench schemas fmt clean
