@@ -264,10 +264,12 @@ class Engine:
     def _fire_basket(self, state: UserState, deadline: int, out: Output) -> None:
         basket = state.basket
         assert basket is not None
-        sources = tuple(source for _, adds in basket.items for source in adds)
+        # Items and sources in a canonical order (not add order): a late add, applied out of
+        # order, must give the same action and the same action_id as an add read in time.
+        sources = tuple(sorted(source for _, adds in basket.items for source in adds))
         offered: list[str] = []
         excluded: list[tuple[str, str]] = []
-        for item in basket.item_ids:
+        for item in sorted(basket.item_ids):
             reason = rules.first_reason(rules.BASKET_EXCLUSIONS, state, self.catalog, item)
             if reason is None:
                 offered.append(item)

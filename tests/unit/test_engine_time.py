@@ -362,3 +362,18 @@ def test_with_grace_zero_other_users_events_at_the_same_ts_do_not_matter() -> No
     first = run(a, purchase_a, other, policy_=zero)
     second = run(a, other, purchase_a, policy_=zero)
     assert first.reasons("basket_recovery") == second.reasons("basket_recovery")
+
+
+def test_a_late_add_gives_the_same_basket_action_as_one_read_in_time() -> None:
+    """Lateness depends on arrival; the reminder (and its id) must not."""
+    in_time = run(add("lamp-1", ts=0, eid="x1"), add("bin-1", ts=30, eid="x2"), until=500)
+    late = run(
+        add("bin-1", ts=30, eid="x2"),
+        browse("rom", user="other", ts=40),  # moves stream time: the next add is late
+        add("lamp-1", ts=0, eid="x1"),
+        until=500,
+    )
+    assert late.late_events == 1
+    assert [(a.action_id, a.items) for a in late.actions] == [
+        (a.action_id, a.items) for a in in_time.actions
+    ]
