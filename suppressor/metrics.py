@@ -72,6 +72,7 @@ from prometheus_client.registry import Collector
 
 from schemas.events import EVENT_TYPES
 from schemas.outputs import ActionKind, ReasonCode, Trigger
+from suppressor.domain import rules
 from suppressor.domain.engine import Output
 
 if TYPE_CHECKING:
@@ -90,42 +91,22 @@ ACTION_KINDS: tuple[str, ...] = get_args(ActionKind)
 TRIGGERS: tuple[str, ...] = get_args(Trigger)
 REASONS: tuple[str, ...] = get_args(ReasonCode)
 
+
 # What each trigger can be suppressed for (SPEC section 4). Every pair starts at 0 so
 # that rate() and the dashboard see a series before the first occurrence; a pair not
 # listed here is still counted when the engine produces it.
+def _codes(table: Iterable[tuple[str, Any]]) -> tuple[str, ...]:
+    return tuple(reason for reason, _ in table)
+
+
 SUPPRESSION_REASONS: Mapping[str, tuple[str, ...]] = {
     "browse_nudge": ("browse_nudge",),
-    "product_ad": (
-        "product_ad",
-        "past_destination",
-        "already_purchased",
-        "one_off_owned",
-        "ruled_out",
-    ),
-    "similar_item": (
-        "no_consent",
-        "prospect",
-        "no_candidates",
-        "frequency_cap",
-        "duplicate",
-        "too_personal",
-    ),
-    "basket_recovery": (
-        "basket_converted",
-        "basket_emptied",
-        "no_consent",
-        "already_reminded",
-        "frequency_cap",
-        "too_personal",
-    ),
+    "product_ad": ("product_ad", *_codes(rules.PRODUCT_AD_REASONS)),
+    "similar_item": (*_codes(rules.SIMILAR_ITEM_GUARDS), "holdout"),
+    "basket_recovery": (*_codes(rules.BASKET_RECOVERY_GUARDS), "holdout"),
 }
-EXCLUSION_REASONS: tuple[str, ...] = (
-    "seed",
-    "already_purchased",
-    "past_destination",
-    "one_off_owned",
-    "ruled_out",
-    "unavailable",
+EXCLUSION_REASONS: tuple[str, ...] = tuple(
+    dict.fromkeys(("seed", *_codes(rules.CANDIDATE_EXCLUSIONS), *_codes(rules.BASKET_EXCLUSIONS)))
 )
 # DeadLetter.error_code values: schemas.events.parse_event (input events),
 # suppressor.replay.files and streams.catalog (catalog records).
@@ -139,6 +120,7 @@ DLQ_CODES: tuple[str, ...] = (
     "missing_field",
     "bad_timestamp",
     "invalid_field",
+    "future_timestamp",
     "bad_catalog_item",
     "invalid_catalog_item",
     "key_mismatch",
@@ -360,6 +342,19 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+        self.measured_actions = Counter(
+            "suppressor_measured_actions",
+            "Actions that passed every guard, by kind and group: treated (sent) or holdout "
+            "(held back for measurement); the denominators of the conversion rates",
+            ["kind", "group"],
+            registry=r,
+        )
+        self.conversions = Counter(
+            "suppressor_conversions",
+            "Attribution windows closed, by kind, group and whether an offered item was bought",
+            ["kind", "group", "converted"],
+            registry=r,
+        )
         self.decision_seconds = Histogram(
             "suppressor_decision_seconds",
             "Wall time from taking an event (or tick) in hand to its decisions being sent",
@@ -406,6 +401,11 @@ class Metrics:
             self.dlq.labels(code)
         for operation in TRANSACTION_OPERATIONS:
             self.transaction_errors.labels(operation)
+        for kind in ACTION_KINDS:
+            for group in ("treated", "holdout"):
+                self.measured_actions.labels(kind, group)
+                for converted in ("true", "false"):
+                    self.conversions.labels(kind, group, converted)
 
     # --- what the worker calls ---------------------------------------------------------
 
@@ -431,6 +431,16 @@ class Metrics:
                 self.suppressed.labels(trigger, reason).inc()
             for _, reason in decision.excluded:
                 self.exclusions.labels(_checked(reason, REASONS, "exclusion", warned)).inc()
+        for decision in output.decisions:
+            if decision.action_id is not None:  # emitted, or held out
+                group = "holdout" if decision.reason == "holdout" else "treated"
+                kind = _checked(decision.trigger, ACTION_KINDS, "action kind", warned)
+                self.measured_actions.labels(kind, group).inc()
+        for conversion in output.conversions:
+            group = "holdout" if conversion.held_out else "treated"
+            converted = "true" if conversion.converted_at is not None else "false"
+            kind = _checked(conversion.kind, ACTION_KINDS, "action kind", warned)
+            self.conversions.labels(kind, group, converted).inc()
         if output.late_events:
             self.late.inc(output.late_events)
         if output.erased:

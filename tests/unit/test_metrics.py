@@ -156,6 +156,8 @@ def test_no_label_holds_a_user_id_an_item_id_or_free_text() -> None:
         "reason": {*REASONS, OTHER},
         "code": {*DLQ_CODES, OTHER},
         "operation": {*TRANSACTION_OPERATIONS, OTHER},
+        "group": {"treated", "holdout"},
+        "converted": {"true", "false"},
     }
     for (name, labels), _ in samples(metrics).items():
         for label, value in labels:
@@ -452,3 +454,35 @@ def test_health_of_a_bound_app_reads_assignment_recovery_and_progress() -> None:
         assert metrics.health().status == "stalled"
     finally:
         metrics.unbind()
+
+
+def test_treated_and_holdout_actions_and_conversions_are_counted_for_the_lift() -> None:
+    from pathlib import Path
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from suppressor.domain.policy import load_policy
+    from suppressor.replay.files import load_catalog, numbered_lines
+    from suppressor.replay.run import CollectingSink, replay
+
+    repo = Path(__file__).resolve().parents[2]
+    catalog, _ = load_catalog(str(repo / "examples" / "catalog.jsonl"))
+    policy = load_policy(repo / "examples" / "policy-holdout.toml")
+    sink = CollectingSink()
+    with (repo / "examples" / "events.jsonl").open("rb") as handle:
+        tally = replay(numbered_lines(handle), policy, catalog, sink, until=1_900_000_000_000)
+    metrics = Metrics(process_metrics=False)
+    for out in sink.outputs:
+        metrics.observe_output(out)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for s in family.samples
+    }
+    for (kind, group, converted), n in tally.conversions.items():
+        labels = (("converted", str(converted).lower()), ("group", group), ("kind", kind))
+        assert samples["suppressor_conversions_total", labels] == n
+    held = samples[
+        "suppressor_measured_actions_total", (("group", "holdout"), ("kind", "similar_item"))
+    ]
+    assert held == tally.suppressed["similar_item", "holdout"]
