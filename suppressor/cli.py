@@ -38,11 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_replay(commands)
     _add_schemas(commands)
-    try:  # TEMP until suppressor.settings lands
-        _add_topics(commands)
-        _add_worker(commands)
-    except ImportError:
-        pass
+    _add_topics(commands)
+    _add_worker(commands)
     return parser
 
 

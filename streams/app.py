@@ -1,0 +1,235 @@
+"""The Faust app, built in one place: topics, tables, the agent, the tick timer, web pages.
+
+    inputs (5 topics) ─┐
+    repartition ───────┼─> agent "suppressor" ──> actions, decisions, events.dlq
+    ticks ─────────────┘        │   ▲               (+ repartition, when misrouted)
+                                ▼   │
+                users table, stream-clock table (RocksDB + changelog)
+    catalog ─> CatalogReader (every partition, every worker) ─> domain Catalog
+
+Topic groups: every topic has the configured partition count, so Faust's
+assignor puts partition p of the inputs, repartition, ticks and changelog
+topics on one worker, in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import faust
+from faust.tables.manager import TableManager
+from faust.types import TP
+
+from schemas.timefmt import format_ms
+from streams import faust_fixes
+from streams.admin import TopicMismatch, ensure_topics, list_topics
+from streams.catalog import CatalogFeed, CatalogReader
+from streams.clock import NO_TIME
+from streams.observe import NullObserver, WorkerObserver
+from streams.pipeline import Pipeline
+from streams.state import RocksTable
+from streams.topology import CLOCK_TABLE, USERS_TABLE, Topology
+from suppressor.domain.catalog import Catalog
+from suppressor.domain.engine import Engine
+from suppressor.domain.policy import Policy, load_policy
+from suppressor.errors import ConfigError
+from suppressor.settings import Settings
+
+log = logging.getLogger(__name__)
+
+AGENT_NAME = "suppressor"
+
+
+class SuppressorApp(faust.App):
+    """A Faust app that checks and creates its topics before anything subscribes to them."""
+
+    topology: Topology
+    settings: Settings
+    pipeline: Pipeline
+    catalog_reader: CatalogReader
+
+    def _new_producer(self) -> faust_fixes.Producer:
+        return faust_fixes.new_producer(self)
+
+    def _new_consumer(self) -> faust_fixes.Consumer:
+        consumer = faust_fixes.new_consumer(self)
+        consumer.before_commit = self._before_commit
+        return consumer
+
+    async def _before_commit(self) -> None:
+        await self.pipeline.before_commit()
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        prepare_topics(self.settings, self.topology)
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        await self.add_runtime_dependency(self.catalog_reader)
+
+
+def build_app(
+    settings: Settings, observer: WorkerObserver | None = None, policy: Policy | None = None
+) -> SuppressorApp:
+    """The worker's Faust app; ``observer`` sees every record's outcome (metrics hook)."""
+    policy = policy if policy is not None else load_policy(settings.policy)
+    topology = Topology.from_settings(settings)
+    app = SuppressorApp(settings.app_id, **faust_config(settings))
+    app.settings, app.topology = settings, topology
+    catalog = Catalog()
+    users = _table(app, USERS_TABLE, "per-user state (suppressor.codec)")
+    clocks = _table(app, CLOCK_TABLE, "stream time per partition (streams.clock)")
+    hybrid = policy.clock != "event"
+    engine = Engine(policy, catalog)
+    app.pipeline = Pipeline(
+        app, topology, engine, users, clocks, observer or NullObserver(), hybrid
+    )
+    feed = CatalogFeed(catalog, app.pipeline.send_catalog_dead_letter)
+    app.catalog_reader = CatalogReader(
+        settings.bootstrap_servers,
+        topology.catalog,
+        topology.partitions,
+        feed,
+        settings.aiokafka_client_config(),
+    )
+    _agent(app, topology)
+    _tick_timer(app, topology, settings.tick_interval)
+    _pages(app)
+    app.on_partitions_revoked.connect(_forget_revoked)
+    log.info("policy %s, clock %s", policy.version, "hybrid" if hybrid else "event")
+    return app
+
+
+def faust_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker": settings.broker_url,
+        "broker_credentials": _credentials(settings),
+        "store": "rocksdb://",
+        "datadir": str(settings.data_dir),
+        "processing_guarantee": settings.processing_guarantee,
+        "table_standby_replicas": settings.standby_replicas,
+        "topic_partitions": settings.partitions,
+        "topic_allow_declare": True,
+        "broker_commit_interval": settings.commit_interval,
+        "broker_session_timeout": settings.session_timeout,
+        "broker_heartbeat_interval": max(0.5, settings.session_timeout / 5),
+        "consumer_auto_offset_reset": "earliest",
+        "recovery_consistency_check": False,  # no persisted offsets to check (streams.state)
+        "web_enabled": True,
+        "web_port": settings.web_port,
+        "web_bind": settings.web_host,
+        "web_in_thread": False,
+    }
+
+
+def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    if settings.security_protocol.startswith("SASL"):
+        password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=password,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=settings.ssl_context(),
+        )
+    context = settings.ssl_context()
+    return faust.SSLCredentials(context) if context is not None else None
+
+
+def _table(app: faust.App, name: str, help: str) -> RocksTable:
+    table = RocksTable(
+        app,
+        name=name,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=app.conf.topic_partitions,
+        help=help,
+        beacon=app.tables.beacon,
+    )
+    app.tables.add(table)
+    return table
+
+
+def _agent(app: SuppressorApp, topology: Topology) -> None:
+    channel = app.topic(
+        *topology.consumed,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    async def suppress(stream: Any) -> None:  # a faust.Stream (StreamT lacks noack)
+        await app.catalog_reader.ready.wait()  # the first event must see the whole catalog
+        consumer = app.consumer
+        assert isinstance(consumer, faust_fixes.Consumer)
+        async for event in stream.noack().events():
+            async with consumer.record_boundary:  # see streams.faust_fixes
+                await app.pipeline.handle(event.message)
+                event.ack()
+
+    app.agent(channel, name=AGENT_NAME)(suppress)
+
+
+def _tick_timer(app: SuppressorApp, topology: Topology, interval: float) -> None:
+    """Every ``interval`` seconds, one tick per partition this worker owns (see Pipeline)."""
+
+    async def tick() -> None:
+        assigned = app.consumer.assignment()
+        owned = sorted(tp.partition for tp in assigned if tp.topic == topology.ticks)
+        for partition in owned:
+            await app.pipeline.sender.send_plain(topology.ticks, None, b"", partition)
+
+    app.timer(interval=interval, name="ticks")(tick)
+
+
+def _pages(app: SuppressorApp) -> None:
+    async def health(web: Any, request: Any) -> Any:
+        pipeline = app.pipeline
+        ready = (
+            app.catalog_reader.ready.is_set()
+            and cast(TableManager, app.tables).recovery.completed.is_set()
+            and not app.rebalancing
+        )
+        body = {
+            "status": "ok" if ready else "starting",
+            "partitions": sorted(pipeline.runtimes),
+            "records_processed": pipeline.records,
+            "stream_time": {
+                p: None if r.clock.time == NO_TIME else format_ms(r.clock.time)
+                for p, r in sorted(pipeline.runtimes.items())
+            },
+            "catalog_items": len(pipeline.engine.catalog),
+            "policy_version": pipeline.policy_version,
+        }
+        return web.json(body)
+
+    app.page("/health")(health)
+
+
+def _forget_revoked(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
+    assert isinstance(app, SuppressorApp)
+    app.pipeline.forget_partitions(revoked)
+
+
+def prepare_topics(settings: Settings, topology: Topology) -> None:
+    """Refuse to start on missing or mismatched topics; create the internal ones."""
+    client = settings.kafka_client_config()
+    existing = list_topics(settings.bootstrap_servers, client)
+    for spec in topology.user_topic_specs():
+        found = existing.get(spec.name)
+        if found is None:
+            raise ConfigError(
+                f"topic {spec.name!r} does not exist on {settings.bootstrap_servers}: "
+                "create the topics first with `suppressor topics` (same settings)"
+            )
+        if found != settings.partitions:
+            raise ConfigError(
+                f"topic {spec.name!r} has {found} partitions, but SUPPRESSOR_PARTITIONS is "
+                f"{settings.partitions}: all topics must have the same count (co-partitioning)"
+            )
+    try:
+        ensure_topics(settings.bootstrap_servers, topology.internal_topic_specs(), client)
+    except TopicMismatch as error:
+        raise ConfigError(str(error)) from None

@@ -1,0 +1,125 @@
+"""Stream time of one partition number (SPEC section 5), from event time and the wall clock.
+
+Event time: the minimum over the data topics of the largest ``ts`` read from
+that topic's partition. A topic whose partition has read nothing for
+``idle_timeout`` of wall clock is left out (Kafka Streams' ``max.task.idle.ms``),
+and when an idle topic delivers again the other idle ones get a fresh
+``idle_timeout`` to do the same; a topic not read from yet counts as "nothing
+known" and holds stream time back until it too has been idle that long, so a
+backlog read faster from one topic than from another never makes the slower
+topic's events late. When every topic is idle, the largest ``ts`` read on any of
+them is the event time: nothing older can be waiting.
+
+Hybrid clock: a live worker's partition that goes quiet must still fire its
+deadlines, so stream time also advances with the wall clock *since event time
+last advanced*. Anchoring on that moment (rather than on "now") keeps a
+catch-up run on event time: there, event time advances every few milliseconds
+and the wall clock adds next to nothing.
+
+Stream time never goes back. ``snapshot``/``restore`` carry it (and each
+topic's largest ``ts``) across restarts, so a restarted worker neither
+reclassifies late events nor waits for new traffic before its deadlines fire.
+
+Pure: wall-clock readings are passed in (seconds, monotonic), never read here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+NO_TIME = -(2**62)
+"""Stream time while nothing is known: every event is held, no deadline fires."""
+
+
+@dataclass(slots=True)
+class _TopicProgress:
+    max_ts: int | None
+    last_read: float
+
+
+class PartitionClock:
+    def __init__(
+        self, topics: Iterable[str], idle_timeout_ms: int, hybrid: bool, now: float
+    ) -> None:
+        self._topics = {topic: _TopicProgress(None, now) for topic in topics}
+        self._idle_s = idle_timeout_ms / 1000
+        self._hybrid = hybrid
+        self._time: int | None = None
+        self._anchor: tuple[int, float] | None = None  # (event time, wall clock) when it rose
+
+    @property
+    def time(self) -> int:
+        return NO_TIME if self._time is None else self._time
+
+    def observe(self, topic: str, ts: int, now: float) -> None:
+        """An event with event time ``ts`` (or a watermark) was read from ``topic``."""
+        progress = self._topics[topic]
+        if self._is_idle(progress, now):
+            self._wake_idle_topics(now)
+        if progress.max_ts is None or ts > progress.max_ts:
+            progress.max_ts = ts
+        progress.last_read = now
+
+    def touch(self, topic: str, now: float) -> None:
+        """``topic`` is alive, without news about event time: it stays in the minimum."""
+        self._topics[topic].last_read = now
+
+    def advance(self, now: float) -> int:
+        """Stream time at wall-clock ``now`` (monotonic seconds)."""
+        event_time = self.event_time(now)
+        if event_time is not None and (self._anchor is None or event_time > self._anchor[0]):
+            self._anchor = (event_time, now)
+        candidate = event_time
+        if self._hybrid and self._anchor is not None:
+            anchor_time, anchor_wall = self._anchor
+            candidate = anchor_time + int((now - anchor_wall) * 1000)
+        if candidate is not None and (self._time is None or candidate > self._time):
+            self._time = candidate
+        return self.time
+
+    def all_idle(self, now: float, topics: Collection[str]) -> bool:
+        return all(self._is_idle(self._topics[t], now) for t in topics)
+
+    def _is_idle(self, progress: _TopicProgress, now: float) -> bool:
+        return now - progress.last_read >= self._idle_s
+
+    def _wake_idle_topics(self, now: float) -> None:
+        """Traffic resumes: the other idle topics get ``idle_timeout`` to show theirs.
+
+        Idleness counts from when stream time would move on without a topic, as
+        Kafka Streams' ``max.task.idle.ms`` does, not from the topic's last record:
+        after a pause, the first topic to deliver its share of a burst must not
+        make the others' share late.
+        """
+        for progress in self._topics.values():
+            if self._is_idle(progress, now):
+                progress.last_read = now
+
+    def event_time(self, now: float, topics: Collection[str] | None = None) -> int | None:
+        """Event time over ``topics`` (default: all), None while a live topic knows nothing."""
+        chosen = [p for t, p in self._topics.items() if topics is None or t in topics]
+        active = [p for p in chosen if not self._is_idle(p, now)]
+        if active:
+            known = [p.max_ts for p in active if p.max_ts is not None]
+            return min(known) if len(known) == len(active) else None
+        seen = [p.max_ts for p in chosen if p.max_ts is not None]
+        return max(seen) if seen else None
+
+    def snapshot(self) -> dict[str, Any]:
+        """What survives a restart: stream time and each topic's largest ts."""
+        return {
+            "time": self._time,
+            "topics": {t: p.max_ts for t, p in self._topics.items() if p.max_ts is not None},
+        }
+
+    def restore(self, snapshot: dict[str, Any], now: float) -> None:
+        """Resume from a snapshot: every topic counts as just read (idle timers restart)."""
+        for topic, max_ts in snapshot.get("topics", {}).items():
+            if topic in self._topics:
+                self._topics[topic] = _TopicProgress(max_ts, now)
+        restored = snapshot.get("time")
+        if restored is not None and (self._time is None or restored > self._time):
+            self._time = restored
+            self._anchor = (restored, now)

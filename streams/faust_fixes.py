@@ -1,0 +1,137 @@
+"""Workarounds for faust-streaming 0.15.3's exactly-once mode, in one place.
+
+The others live where they act: ``streams.sender`` (a send joins the
+transaction of its *source* record, not of its destination partition),
+``streams.state`` (changelog writes awaited in the record's transaction, dirty
+local state wiped, no persisted changelog offsets), ``streams.catalog`` (a plain
+consumer instead of a GlobalTable) and ``Pipeline._first_delivery`` (a record
+delivered twice after an assignment is processed once).
+
+Ended transactions. To wait for streams to finish, at every rebalance and at a
+graceful stop, Faust commits each partition's transaction *without beginning
+the next one*, and begins them again only once the new assignment arrives. Its
+periodic commit can run in between, or a record still being processed can ack,
+and the commit then fails with ``IllegalOperation('Not in the middle of a
+transaction')``: the consumer crashes and a graceful stop exits with status 1.
+Here a commit (and every send, see ``SourceSender``) first begins the
+transaction of its transactional id when none is open; an empty transaction
+costs nothing on the broker.
+
+Commits between a record's sends and its ack. Faust commits from a timer task
+while the agent runs, and acks a record only when the agent asks for the next
+one; a commit that runs while a record is half-way (its sends in the open
+transaction, its offset not yet acked) commits the outputs without the input
+offset, and the record is processed again after a rebalance or a crash: a
+duplicate. Here the agent holds ``Consumer.record_boundary`` from a record's
+first read to its ack (manual acks), and every commit takes the same lock, so a
+transaction always ends on a record boundary. ``Consumer.before_commit`` runs
+inside that lock, just before the offsets are committed: the place to write
+state that belongs with the committed offsets (the stream clocks).
+
+Acks forgotten before the rebalance commit. On a rebalance Faust's consumer
+drops its bookkeeping of acked offsets for the revoked partitions (with the
+eager protocol: all of them) *before* the app waits for the streams and commits,
+so that commit finds nothing to commit; every record since the last periodic
+commit is read and processed again, its outputs already in the open
+transaction: duplicates, even with exactly_once and no crash. Here the app's
+handler runs first and the bookkeeping is dropped afterwards.
+
+Recovery that reads nothing. Under exactly_once Faust takes a changelog's
+highwater from the consumer's *cached* last stable offset, which is unknown
+(-1) for a partition this consumer has not fetched from yet - a partition just
+taken over in a rebalance. Recovery then believes the changelog empty, skips
+it, and the worker carries on with that partition's users missing. Here the
+highwaters are asked of the broker (ListOffsets, read_committed: the last
+stable offset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiokafka.producer.transaction_manager import TransactionState
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
+from faust.types import TP
+from faust.types.transports import TPorTopicSet
+
+
+class Producer(AIOKafkaProducer):
+    async def ensure_transaction(self, transactional_id: str) -> None:
+        """Begin the transaction of ``transactional_id`` if its producer has none open."""
+        producer = self._transaction_producers.get(transactional_id)
+        if producer is None:
+            return
+        async with self._trn_locks[transactional_id]:
+            if producer._txn_manager.state == TransactionState.READY:
+                await producer.begin_transaction()
+
+    async def maybe_begin_transaction(self, transactional_id: str) -> None:
+        """At a rebalance Faust begins every kept partition's transaction, open or not
+        (and logs a warning for each open one): begin only those that are not."""
+        await self.ensure_transaction(transactional_id)
+        if transactional_id not in self._transaction_producers:
+            await super().maybe_begin_transaction(transactional_id)  # a new partition
+
+    async def commit_transactions(
+        self,
+        tid_to_offset_map: Mapping[str, Mapping[TP, int]],
+        group_id: str,
+        start_new_transaction: bool = True,
+    ) -> None:
+        for transactional_id in tid_to_offset_map:
+            await self.ensure_transaction(transactional_id)
+        await super().commit_transactions(tid_to_offset_map, group_id, start_new_transaction)
+
+
+class Consumer(AIOKafkaConsumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.record_boundary = asyncio.Lock()
+        self.before_commit: Callable[[], Awaitable[None]] | None = None
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Faust's, with the app's handler (wait for streams, commit) first."""
+        await self._on_partitions_revoked(revoked)
+        if self._active_partitions is not None:
+            self._active_partitions.difference_update(revoked)
+        self._paused_partitions.difference_update(revoked)
+        for tp in revoked:
+            self._gap.pop(tp, None)
+            self._acked.pop(tp, None)
+            self._acked_index.pop(tp, None)
+            self._read_offset.pop(tp, None)
+            self._committed_offset.pop(tp, None)
+
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        thread = self._thread
+        end_offsets = thread._ensure_consumer().end_offsets
+        result: Mapping[TP, int] = await thread.call_thread(end_offsets, partitions)
+        return result
+
+    async def force_commit(
+        self, topics: TPorTopicSet | None = None, start_new_transaction: bool = True
+    ) -> bool:
+        async with self.record_boundary:
+            if self.before_commit is not None:
+                await self.before_commit()
+            return await super().force_commit(topics, start_new_transaction=start_new_transaction)
+
+
+def new_producer(app: Any) -> Producer:
+    """What ``App._new_producer`` returns, with the fixed class."""
+    return Producer(app.transport, loop=app.loop, beacon=app.beacon)
+
+
+def new_consumer(app: Any) -> Consumer:
+    """What ``App._new_consumer`` returns, with the fixed class."""
+    return Consumer(
+        app.transport,
+        callback=app.topics.on_message,
+        on_partitions_revoked=app._on_partitions_revoked,
+        on_partitions_assigned=app._on_partitions_assigned,
+        beacon=app.beacon,
+        loop=app.transport.loop,
+    )

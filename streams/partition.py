@@ -1,0 +1,111 @@
+"""One partition number's share of the work: its processor, its clock, its state writes.
+
+Everything here is synchronous and Kafka-free: the agent feeds it records and
+sends what it returns (``Work``), in the transaction of the record that caused it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from streams.clock import PartitionClock
+from streams.state import ClockStore, PartitionKV, UserStateStore, Write
+from suppressor.domain.engine import Engine, Output
+from suppressor.domain.model import Event
+from suppressor.domain.processor import Processor
+
+
+class Idle(Enum):
+    IDLE = "idle"
+
+
+IDLE = Idle.IDLE
+
+
+@dataclass(slots=True)
+class Work:
+    """What one record caused: the engine's output and the changelog records to send."""
+
+    output: Output
+    stream_time: int
+    state_writes: list[Write] = field(default_factory=list)
+
+
+class PartitionRuntime:
+    def __init__(
+        self,
+        engine: Engine,
+        users: PartitionKV,
+        clocks: PartitionKV,
+        clock: PartitionClock,
+        now: float,
+    ) -> None:
+        self.partition = users.partition
+        self.users = users
+        self.clocks = clocks
+        self.clock = clock
+        self.clock_store = ClockStore(clocks)
+        self.processor = Processor(engine, UserStateStore(users))
+        snapshot = self.clock_store.load()
+        if snapshot is not None:
+            clock.restore(snapshot, now)
+        self._saved_snapshot = snapshot
+        self.tracked_users = self.processor.rebuild_index()
+
+    def on_event(self, topic: str, event: Event, now: float) -> Work:
+        """An event read from input ``topic``."""
+        self.clock.observe(topic, event.ts, now)
+        return self._process(event, now)
+
+    def on_forwarded(self, source: str, event: Event, now: float) -> Work:
+        """An event another partition forwarded: only that partition's watermarks say how
+        far its forwarding has got (it merges several topics), so the ts is not observed."""
+        self.clock.touch(source, now)
+        return self._process(event, now)
+
+    def on_watermark(self, source: str, watermark: int | None, now: float) -> Work:
+        """Everything ``source`` will still forward here has ts >= watermark (give or take
+        the inputs' disorder); None: it is alive but does not know yet."""
+        if watermark is None:
+            self.clock.touch(source, now)
+        else:
+            self.clock.observe(source, watermark, now)
+        return self.on_tick(now)
+
+    def on_tick(self, now: float) -> Work:
+        """Advance stream time by the wall clock (and whatever the clock learnt)."""
+        stream_time = self.clock.advance(now)
+        return self._work(self.processor.advance_to(stream_time), stream_time)
+
+    def watermark(self, inputs: tuple[str, ...], now: float) -> int | Idle | None:
+        """How far this partition's inputs have got, what it tells the partitions it may
+        forward events to: event time, None while it does not know, IDLE when its
+        inputs are all idle (it holds nobody back then)."""
+        if self.clock.all_idle(now, inputs):
+            return IDLE
+        return self.clock.event_time(now, inputs)
+
+    def _process(self, event: Event, now: float) -> Work:
+        stream_time = self.clock.advance(now)
+        return self._work(self.processor.on_event(event, stream_time), stream_time)
+
+    def save_clock(self) -> list[Write]:
+        """The clock's changelog records when it moved since the last save.
+
+        Called just before each commit (see streams.faust_fixes): the saved clock is
+        the one that goes with the committed offsets, so a restart or a rebalance
+        resumes exactly there.
+        """
+        snapshot = self.clock.snapshot()
+        if snapshot != self._saved_snapshot:
+            self.clock_store.save(snapshot)
+            self._saved_snapshot = snapshot
+        return self.clocks.take_writes()
+
+    def observe_only(self, topic: str, ts: int, now: float) -> None:
+        """An event read here that belongs to another partition still shows the topic's progress."""
+        self.clock.observe(topic, ts, now)
+
+    def _work(self, output: Output, stream_time: int) -> Work:
+        return Work(output, stream_time, self.users.take_writes())

@@ -1,0 +1,238 @@
+"""What the agent does with each record: parse, route, process, send.
+
+One agent reads every input topic, the repartition topic and the ticks topic.
+All three kinds of record land here, and everything they cause is sent in the
+transaction of that record (``SourceSender``), so exactly-once covers it all:
+
+- an input event whose user lives on another partition (the producer did not
+  key by user_id, or used another partitioner) is forwarded, as it came, to the
+  internal repartition topic on the user's partition, and processed there;
+- a good event on its user's partition goes through the partition's processor;
+- a bad record goes to the dead-letter topic with its topic/partition/offset;
+- a tick (see ``streams.app``) advances the partition's stream time with the
+  wall clock, firing due deadlines inside the agent, where table writes and
+  sends belong to a transaction. A timer cannot do that itself: outside an
+  agent Faust has no current event, hence no partition for table writes, and a
+  transactional send from it would sit in a transaction that only commits when
+  that partition next commits input offsets - never, on a quiet partition;
+- each tick also sends the partition's *watermark* (how far its inputs have
+  got) to every other partition on the repartition topic. A partition's stream
+  time waits for the other partitions' watermarks as for any input topic, so an
+  event that takes the detour through the repartition topic (a commit later,
+  after its source raced ahead in a catch-up) is not late.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+import faust
+from faust.types import TP, Message
+
+from schemas.events import parse_event
+from schemas.outputs import DeadLetter, SourcePosition
+from streams.clock import PartitionClock
+from streams.observe import WorkerObserver
+from streams.partition import IDLE, PartitionRuntime, Work
+from streams.sender import SourceSender
+from streams.state import PartitionKV, RocksTable
+from streams.topology import Topology
+from suppressor.codec import action_record, decision_record, dumps, event_from_wire
+from suppressor.domain.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        app: faust.App,
+        topology: Topology,
+        engine: Engine,
+        users: RocksTable,
+        clocks: RocksTable,
+        observer: WorkerObserver,
+        hybrid: bool,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.topology = topology
+        self.engine = engine
+        self.users = users
+        self.clocks = clocks
+        self.observer = observer
+        self.hybrid = hybrid
+        self.now = now
+        self.sender = SourceSender(app)
+        self.runtimes: dict[int, PartitionRuntime] = {}
+        self.records = 0
+        self._positions: dict[TP, int] = {}
+        self.policy_version = engine.policy.version
+
+    # --- records ---------------------------------------------------------------------
+
+    async def handle(self, message: Message) -> None:
+        self.records += 1
+        if not self._first_delivery(message.tp, message.offset):
+            return
+        runtime = self.runtime(message.partition)
+        if message.topic == self.topology.ticks:
+            await self._tick(message.tp, runtime)
+            return
+        headers = _headers(message)
+        if WATERMARK in headers:
+            source = self.topology.source(int(headers[SOURCE]))
+            watermark = int(headers[WATERMARK]) if headers[WATERMARK] else None
+            await self._finish(message.tp, runtime.on_watermark(source, watermark, self.now()))
+            return
+        position = SourcePosition(
+            topic=message.topic, partition=message.partition, offset=message.offset
+        )
+        parsed = parse_event(message.value or b"", position)
+        if isinstance(parsed, DeadLetter):
+            await self._dead_letter(message.tp, parsed, message.key)
+            return
+        event = event_from_wire(parsed)
+        if SOURCE in headers:
+            source = self.topology.source(int(headers[SOURCE]))
+            self.observer.on_event(message.partition, event, message.timestamp)
+            await self._finish(message.tp, runtime.on_forwarded(source, event, self.now()))
+            return
+        owner = self.topology.partition_for(event.user_id)
+        if owner != message.partition:
+            runtime.observe_only(message.topic, event.ts, self.now())
+            await self._forward(message, event.user_id, owner)
+            return
+        self.observer.on_event(message.partition, event, message.timestamp)
+        await self._finish(message.tp, runtime.on_event(message.topic, event, self.now()))
+
+    async def _tick(self, source: TP, runtime: PartitionRuntime) -> None:
+        """Advance by the wall clock, and tell every other partition how far this one's
+        inputs have got (see PartitionRuntime.on_watermark)."""
+        now = self.now()
+        await self._finish(source, runtime.on_tick(now))
+        watermark = runtime.watermark(self.topology.inputs, now)
+        if watermark is IDLE:
+            return  # silence: the other partitions leave this one out after idle_timeout
+        headers = [
+            (SOURCE, str(source.partition).encode()),
+            (WATERMARK, b"" if watermark is None else str(watermark).encode()),
+        ]
+        for partition in range(self.topology.partitions):
+            if partition != source.partition:
+                await self.sender.send(
+                    source, self.topology.repartition, None, b"", partition, headers
+                )
+
+    def _first_delivery(self, tp: TP, offset: int) -> bool:
+        """False for a record this process already processed since the partition was
+        assigned. Faust's consumer drops re-fetched records with ``offset >= last read``
+        (``>=``, not ``>``), so when the fetcher returns the last record again after the
+        seek that follows an assignment, it is delivered twice; processing it twice
+        would apply the event twice (its first effects are in the transaction already)."""
+        last = self._positions.get(tp)
+        if last is not None and offset <= last:
+            log.warning(
+                "%s[%d]: offset %d delivered again (processed up to %d): skipped",
+                tp.topic,
+                tp.partition,
+                offset,
+                last,
+            )
+            return False
+        self._positions[tp] = offset
+        return True
+
+    def runtime(self, partition: int) -> PartitionRuntime:
+        """The partition's runtime, built on its first record (recovery is complete by then)."""
+        runtime = self.runtimes.get(partition)
+        if runtime is None:
+            now = self.now()
+            clock = PartitionClock(
+                self.topology.clock_topics(partition),
+                self.engine.policy.idle_timeout,
+                self.hybrid,
+                now,
+            )
+            runtime = PartitionRuntime(
+                self.engine,
+                PartitionKV(self.users, partition),
+                PartitionKV(self.clocks, partition),
+                clock,
+                now,
+            )
+            log.info(
+                "partition %d: %d users with pending work indexed, stream time %d",
+                partition,
+                runtime.tracked_users,
+                runtime.clock.time,
+            )
+            self.runtimes[partition] = runtime
+        return runtime
+
+    def forget_partitions(self, revoked: set[TP]) -> None:
+        """Revoked partitions: their runtimes go; a later assignment rebuilds from the table."""
+        mine = set(self.topology.consumed)
+        for tp in revoked:
+            if tp.topic in mine:
+                self.runtimes.pop(tp.partition, None)
+                self._positions.pop(tp, None)
+
+    # --- sends -------------------------------------------------------------------------
+
+    async def _finish(self, source: TP, work: Work) -> None:
+        partition = source.partition
+        send = self.sender.send
+        for key, value in work.state_writes:
+            await send(source, self.users.changelog_topic.get_topic_name(), key, value, partition)
+        version = self.policy_version
+        for action in work.output.actions:
+            value = dumps(action_record(action, version)).encode()
+            await send(source, self.topology.actions, action.user_id.encode(), value)
+        for decision in work.output.decisions:
+            value = dumps(decision_record(decision, version)).encode()
+            await send(source, self.topology.decisions, decision.user_id.encode(), value)
+        self.observer.on_work(self.runtimes[partition], work)
+
+    async def before_commit(self) -> None:
+        """Each partition's moved clock goes into the transaction about to commit."""
+        changelog = self.clocks.changelog_topic.get_topic_name()
+        for partition, runtime in list(self.runtimes.items()):
+            source = TP(self.topology.ticks, partition)  # any of the partition's topics will do
+            for key, value in runtime.save_clock():
+                await self.sender.send(source, changelog, key, value, partition)
+
+    async def _forward(self, message: Message, user_id: str, owner: int) -> None:
+        headers = [(SOURCE, str(message.partition).encode())]
+        await self.sender.send(
+            message.tp, self.topology.repartition, user_id.encode(), message.value, owner, headers
+        )
+
+    async def _dead_letter(self, source: TP, dead: DeadLetter, key: bytes | None) -> None:
+        await self.sender.send(source, self.topology.dlq, key, dead_letter_bytes(dead))
+        self.observer.on_dead_letter(dead)
+
+    async def send_catalog_dead_letter(self, dead: DeadLetter, partition: int) -> None:
+        """A bad catalog record: outside any transaction (see streams.catalog)."""
+        await self.sender.send_plain(self.topology.dlq, None, dead_letter_bytes(dead), partition)
+        self.observer.on_dead_letter(dead)
+
+
+SOURCE = "suppressor-source"
+"""Header of a repartition record: the partition that forwarded it."""
+WATERMARK = "suppressor-watermark"
+"""Header of a watermark record on the repartition topic: ms, or empty for unknown."""
+
+
+def _headers(message: Message) -> dict[str, bytes]:
+    raw = message.headers
+    if not raw:
+        return {}
+    pairs = raw.items() if isinstance(raw, Mapping) else raw
+    return {str(key): bytes(value or b"") for key, value in pairs}
+
+
+def dead_letter_bytes(dead: DeadLetter) -> bytes:
+    """As replay writes its DLQ lines: compact JSON, absent positions left out."""
+    return dumps(dead.model_dump(mode="json", exclude_none=True)).encode()

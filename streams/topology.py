@@ -1,0 +1,102 @@
+"""The worker's topics: the configured ones and the internal ones named after the app id.
+
+Every topic has the same partition count, so partition number p of every input
+topic, of the internal topics and of the state changelogs is one unit of work
+(one user set, one stream time, one transaction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.partitioner import murmur2
+
+from streams.admin import TopicSpec, default_topic_specs
+from suppressor.settings import Settings
+
+USERS_TABLE = "users"
+CLOCK_TABLE = "stream_clock"
+
+INTERNAL_RETENTION_MS = {
+    "repartition": 7 * 24 * 3600 * 1000,  # like an input topic: a backlog must survive downtime
+    "ticks": 3600 * 1000,  # a tick is only a wake-up call
+}
+
+
+@dataclass(frozen=True)
+class Topology:
+    inputs: tuple[str, ...]
+    repartition: str
+    ticks: str
+    catalog: str
+    actions: str
+    decisions: str
+    dlq: str
+    partitions: int
+    app_id: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topology:
+        return cls(
+            inputs=settings.input_topics,
+            repartition=f"{settings.app_id}-events-by-user",
+            ticks=f"{settings.app_id}-ticks",
+            catalog=settings.catalog_topic,
+            actions=settings.actions_topic,
+            decisions=settings.decisions_topic,
+            dlq=settings.dlq_topic,
+            partitions=settings.partitions,
+            app_id=settings.app_id,
+        )
+
+    @property
+    def data_topics(self) -> tuple[str, ...]:
+        """Topics whose records carry events: the inputs and the repartitioned copies."""
+        return (*self.inputs, self.repartition)
+
+    @property
+    def consumed(self) -> tuple[str, ...]:
+        """What the agent reads: the inputs, the repartition topic, the ticks."""
+        return (*self.inputs, self.repartition, self.ticks)
+
+    def source(self, partition: int) -> str:
+        """The clock's name for repartitioned events coming from ``partition``."""
+        return f"{self.repartition}/{partition}"
+
+    def clock_topics(self, partition: int) -> tuple[str, ...]:
+        """What partition ``partition``'s stream time is the minimum over: its inputs and
+        every other partition forwarding to it (a partition never forwards to itself)."""
+        others = (self.source(q) for q in range(self.partitions) if q != partition)
+        return (*self.inputs, *others)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (self.actions, self.decisions, self.dlq)
+
+    def user_topic_specs(self) -> list[TopicSpec]:
+        return default_topic_specs(self.inputs, self.catalog, self.outputs, self.partitions)
+
+    def changelog(self, table: str) -> str:
+        """Faust's name for a table's changelog topic."""
+        return f"{self.app_id}-{table}-changelog"
+
+    def internal_topic_specs(self) -> list[TopicSpec]:
+        """Created by the worker at start, with the broker's default replication (Faust
+        would create the changelogs with one replica)."""
+        return [
+            *(
+                TopicSpec(name, self.partitions, config={"retention.ms": str(retention)})
+                for name, retention in (
+                    (self.repartition, INTERNAL_RETENTION_MS["repartition"]),
+                    (self.ticks, INTERNAL_RETENTION_MS["ticks"]),
+                )
+            ),
+            *(
+                TopicSpec(self.changelog(table), self.partitions, compacted=True)
+                for table in (USERS_TABLE, CLOCK_TABLE)
+            ),
+        ]
+
+    def partition_for(self, user_id: str) -> int:
+        """The partition a producer keying by user_id puts the user on (Kafka's murmur2)."""
+        return (murmur2(user_id.encode()) & 0x7FFFFFFF) % self.partitions

@@ -1,0 +1,355 @@
+"""The worker on a real broker: the same actions as replay, bad input, erasure, hybrid clock.
+
+Each test has its own topics, app id (consumer group), data dir and web port, and
+runs ``python -m streams.worker`` as a subprocess. Expected actions come from
+``suppressor replay`` on the same files, ``--until`` past the last deadline; the
+worker gets there by one sentinel consent per partition at the same time (see
+``Deployment.feed_sentinels``), under ``clock = "event"`` so both are pure event time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import zlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.feed import producer
+from tests.integration.worker_helpers import (
+    PYTHON,
+    REPO,
+    TEST_POLICY,
+    Deployment,
+    WorkerProcess,
+    by_action_id,
+    last_ts,
+    replay_actions,
+    rfc3339,
+    shop_events,
+    write_catalog,
+    write_lines,
+)
+
+DEADLINES_PASSED = timedelta(days=2)
+"""--until: past every basket deadline (abandon_after 1h + grace 5m) of the input."""
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap: str, unique_topic_prefix: str, tmp_path: Path) -> Deployment:
+    return Deployment(kafka_bootstrap, unique_topic_prefix, tmp_path)
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Path:
+    return write_catalog(tmp_path / "catalog.jsonl")
+
+
+def expected_and_until(
+    deployment: Deployment, events: Path, catalog: Path
+) -> tuple[dict[str, dict[str, Any]], str]:
+    until = rfc3339(last_ts(events) + DEADLINES_PASSED)
+    expected = replay_actions(events, catalog, deployment.policy_path, until, deployment.workdir)
+    return expected, until
+
+
+def assert_same_actions(deployment: Deployment, expected: dict[str, dict[str, Any]]) -> None:
+    actual = by_action_id(deployment.actions(at_least=len(expected)))  # no duplicates either
+    missing, extra = expected.keys() - actual.keys(), actual.keys() - expected.keys()
+    assert not missing and not extra, f"{len(missing)} missing, {len(extra)} extra"
+    assert actual == expected
+
+
+# --- equivalence with replay ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+def test_live_traffic_gives_replays_actions(
+    deployment: Deployment, catalog: Path, guarantee: str
+) -> None:
+    events = write_lines(deployment.workdir / "events.jsonl", shop_events(users=60, events=1500))
+    expected, until = expected_and_until(deployment, events, catalog)
+    assert len(expected) > 20, "the stream should produce a fair number of actions"
+    deployment.feed_catalog(catalog)
+    worker = WorkerProcess(deployment, "live", SUPPRESSOR_PROCESSING_GUARANTEE=guarantee).start()
+    try:
+        worker.wait_healthy()
+        deployment.feed_events(events.read_bytes().splitlines())
+        deployment.feed_sentinels(until)
+        assert_same_actions(deployment, expected)
+        worker.assert_alive()
+    finally:
+        assert worker.stop() == 0
+
+
+def test_catch_up_on_the_demo_stream(
+    kafka_bootstrap: str, unique_topic_prefix: str, tmp_path: Path
+) -> None:
+    """examples/: every demo event waits in the topics before the worker starts."""
+    examples = REPO / "examples"
+    policy = TEST_POLICY + (examples / "policy.toml").read_text()  # top-level keys first
+    deployment = Deployment(kafka_bootstrap, unique_topic_prefix, tmp_path, policy_text=policy)
+    events, catalog = examples / "events.jsonl", examples / "catalog.jsonl"
+    expected, until = expected_and_until(deployment, events, catalog)
+    assert expected, "the demo stream has actions"
+    deployment.feed_catalog(catalog)
+    deployment.feed_events(events.read_bytes().splitlines())
+    deployment.feed_sentinels(until)
+    worker = WorkerProcess(deployment, "demo").start()
+    try:
+        assert_same_actions(deployment, expected)
+    finally:
+        assert worker.stop() == 0
+
+
+def test_catch_up_on_rees46_backlog_not_keyed_by_user(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """All of the REES46 sample waits in the topics before the worker starts (catch-up), and
+    a third of it is keyed by event id instead of user id (repartitioned by the worker)."""
+    converted = tmp_path / "rees46"
+    subprocess.run(
+        [PYTHON, "-m", "suppressor.datasets.rees46", "--out", str(converted)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    events, catalog = converted / "events.jsonl", converted / "catalog.jsonl"
+    expected, until = expected_and_until(deployment, events, catalog)
+    assert expected, "the sample has purchases: similar items must come out"
+    deployment.feed_catalog(catalog)
+    deployment.feed_events(events.read_bytes().splitlines(), key_of=_misrouted_third)
+    deployment.feed_sentinels(until)
+    worker = WorkerProcess(deployment, "catch-up").start()
+    try:
+        assert_same_actions(deployment, expected)
+        assert "events-by-user" in _topics_written(deployment)
+        worker.assert_alive()
+    finally:
+        assert worker.stop() == 0
+
+
+def _misrouted_third(event: dict[str, Any]) -> str:
+    return (
+        event["event_id"] if zlib.crc32(event["event_id"].encode()) % 3 == 0 else event["user_id"]
+    )
+
+
+def _topics_written(deployment: Deployment) -> set[str]:
+    records = deployment.read(deployment.topology.repartition, settle_s=1.0, timeout_s=20)
+    return {"events-by-user"} if records else set()
+
+
+def test_hybrid_clock_fires_a_deadline_on_a_quiet_partition(
+    kafka_bootstrap: str, unique_topic_prefix: str, tmp_path: Path, catalog: Path
+) -> None:
+    """One cart add at wall-clock time, then silence: the wall clock brings its deadline."""
+    policy = 'abandon_after = "3s"\ngrace = "1s"\nidle_timeout = "2s"\n'  # clock: hybrid
+    deployment = Deployment(kafka_bootstrap, unique_topic_prefix, tmp_path, policy_text=policy)
+    deployment.feed_catalog(catalog)
+    worker = WorkerProcess(deployment, "hybrid").start()
+    try:
+        worker.wait_healthy()
+        now = datetime.now(UTC).replace(microsecond=0)
+        cart = {
+            "event_id": "c1",
+            "type": "cart",
+            "action": "add",
+            "user_id": "quiet-user",
+            "item_id": "paper-1",
+            "ts": rfc3339(now),
+        }
+        deployment.feed_events([json.dumps(cart).encode()])
+        actions = deployment.actions(at_least=1, settle_s=1.0, timeout_s=60)
+        assert [(a["kind"], a["user_id"], a["ts"]) for a in actions] == [
+            ("basket_recovery", "quiet-user", rfc3339(now + timedelta(seconds=3)))
+        ]
+    finally:
+        assert worker.stop() == 0
+
+
+# --- bad input, erasure ------------------------------------------------------------------------
+
+BAD_RECORDS = [
+    (b"\xff\xfe not utf-8", "not_utf8"),
+    (b"{not json", "not_json"),
+    (b"[1, 2, 3]", "not_object"),
+    (
+        b'{"event_id": "x1", "type": "teleport", "user_id": "u", "ts": "2024-03-01T09:00:00Z"}',
+        "unknown_type",
+    ),
+    (
+        b'{"event_id": "x2", "type": "review", "user_id": "u", "item_id": "pen-1",'
+        b' "rating": "five", "ts": "2024-03-01T09:00:00Z"}',
+        "invalid_field",
+    ),
+    (
+        b'{"event_id": "x3", "type": "browse", "user_id": "u", "ts": "2024-03-01T09:00:00Z"}',
+        "missing_field",
+    ),
+    (
+        b'{"event_id": "x4", "type": "browse", "user_id": "u", "item_id": "pen-1",'
+        b' "ts": "yesterday"}',
+        "bad_timestamp",
+    ),
+]
+
+
+def test_bad_input_on_every_topic_goes_to_the_dlq(deployment: Deployment, catalog: Path) -> None:
+    good = shop_events(users=30, events=600, seed=11)
+    events = write_lines(deployment.workdir / "good.jsonl", good)
+    expected, until = expected_and_until(deployment, events, catalog)
+    deployment.feed_catalog(catalog)
+    worker = WorkerProcess(deployment, "bad-input").start()
+    try:
+        worker.wait_healthy()
+        sent_bad = _interleave_bad_records(deployment, good)
+        deployment.feed_sentinels(until)
+        assert_same_actions(deployment, expected)
+        dead = [r.json() for r in deployment.read(deployment.topology.dlq, at_least=len(sent_bad))]
+        found = {
+            (d["source"]["topic"], d["source"]["partition"], d["source"]["offset"]): d["error_code"]
+            for d in dead
+        }
+        assert found == sent_bad
+        worker.assert_alive()
+    finally:
+        assert worker.stop() == 0
+
+
+def _interleave_bad_records(
+    deployment: Deployment, good: list[str]
+) -> dict[tuple[str, int, int], str]:
+    """Good events keyed by user id, each bad record on every input topic in between."""
+    kafka = producer(deployment.bootstrap)
+    inputs = deployment.topology.inputs
+    routes = {"browse": 0, "cart": 1, "purchase": 2, "review": 3, "consent": 4, "forget": 4}
+    sent: dict[tuple[str, int, int], str] = {}
+    futures = []
+    for number, line in enumerate(good):
+        event = json.loads(line)
+        kafka.send(
+            inputs[routes[event["type"]]], key=event["user_id"].encode(), value=line.encode()
+        )
+        if number % 40 == 0:
+            raw, code = BAD_RECORDS[(number // 40) % len(BAD_RECORDS)]
+            for topic in inputs:
+                futures.append((kafka.send(topic, key=b"bad", value=raw), code))
+    kafka.flush()
+    for future, code in futures:
+        meta = future.get(timeout=30)
+        sent[(meta.topic, meta.partition, meta.offset)] = code
+    kafka.close()
+    assert {topic for topic, _, _ in sent} == set(inputs)
+    assert set(sent.values()) == {code for _, code in BAD_RECORDS}
+    return sent
+
+
+def test_forget_leaves_a_tombstone_and_cancels_the_pending_basket(
+    deployment: Deployment, catalog: Path
+) -> None:
+    lines = [
+        {
+            "event_id": "f1",
+            "type": "cart",
+            "action": "add",
+            "user_id": "forgetful",
+            "item_id": "paper-1",
+            "ts": "2024-03-01T10:00:00Z",
+        },
+        {
+            "event_id": "f2",
+            "type": "browse",
+            "user_id": "forgetful",
+            "item_id": "pen-1",
+            "ts": "2024-03-01T10:01:00Z",
+        },
+        {"event_id": "f3", "type": "forget", "user_id": "forgetful", "ts": "2024-03-01T10:02:00Z"},
+        {
+            "event_id": "k1",
+            "type": "cart",
+            "action": "add",
+            "user_id": "keeper",
+            "item_id": "paper-2",
+            "ts": "2024-03-01T10:03:00Z",
+        },
+    ]
+    deployment.feed_catalog(catalog)
+    worker = WorkerProcess(deployment, "erasure").start()
+    try:
+        worker.wait_healthy()
+        deployment.feed_events([json.dumps(line).encode() for line in lines])
+        deployment.feed_sentinels("2024-03-02T00:00:00Z")
+        actions = deployment.actions(at_least=1)
+        assert [(a["kind"], a["user_id"]) for a in actions] == [("basket_recovery", "keeper")]
+        changelog = deployment.topology.changelog("users")
+        history = [r for r in deployment.read(changelog, at_least=2) if r.key == b"forgetful"]
+        assert history, "the user's state was written before the forget"
+        assert history[-1].value is None, "the last record of a forgotten user is a tombstone"
+    finally:
+        assert worker.stop() == 0
+
+
+# --- crash recovery, scale-out -------------------------------------------------------------------
+
+
+def test_kill_9_mid_stream_loses_and_duplicates_nothing(
+    deployment: Deployment, catalog: Path
+) -> None:
+    events = write_lines(
+        deployment.workdir / "events.jsonl", shop_events(users=2000, events=20_000, seed=3)
+    )
+    expected, until = expected_and_until(deployment, events, catalog)
+    deployment.feed_catalog(catalog)
+    deployment.feed_events(events.read_bytes().splitlines())
+    deployment.feed_sentinels(until)
+    first = WorkerProcess(deployment, "killed").start()
+    _wait_for_progress(first, records=6_000)
+    first.kill()
+    second = WorkerProcess(deployment, "killed").start()  # same data dir: dirty state wiped
+    try:
+        assert_same_actions(deployment, expected)
+        assert "wiped" in second.log_text()
+    finally:
+        assert second.stop() == 0
+
+
+def test_second_worker_joins_mid_stream(deployment: Deployment, catalog: Path) -> None:
+    events = write_lines(
+        deployment.workdir / "events.jsonl", shop_events(users=1000, events=12_000, seed=5)
+    )
+    expected, until = expected_and_until(deployment, events, catalog)
+    deployment.feed_catalog(catalog)
+    deployment.feed_events(events.read_bytes().splitlines())
+    deployment.feed_sentinels(until)
+    first = WorkerProcess(deployment, "first").start()
+    second = WorkerProcess(deployment, "second")
+    try:
+        _wait_for_progress(first, records=3_000)
+        second.start()
+        assert_same_actions(deployment, expected)
+        first.assert_alive()
+        second.assert_alive()
+        assert second.wait_healthy()["partitions"], "the second worker took over partitions"
+    finally:
+        assert first.stop() == 0
+        if second.process is not None:
+            assert second.stop() == 0
+
+
+def _wait_for_progress(worker: WorkerProcess, records: int, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        worker.assert_alive()
+        health = worker.health() or {}
+        if health.get("records_processed", 0) >= records:
+            return
+        time.sleep(0.2)
+    raise AssertionError(
+        f"worker {worker.name} did not process {records} records\n{worker.log_tail()}"
+    )
