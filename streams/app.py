@@ -26,7 +26,7 @@ from streams import faust_fixes
 from streams.admin import TopicMismatch, ensure_topics, list_topics
 from streams.catalog import CatalogFeed, CatalogReader
 from streams.clock import NO_TIME
-from streams.observe import NullObserver, WorkerObserver
+from streams.observe import BothObservers, WorkerObserver
 from streams.pipeline import Pipeline
 from streams.state import RocksTable
 from streams.topology import CLOCK_TABLE, USERS_TABLE, Topology
@@ -34,6 +34,7 @@ from suppressor.domain.catalog import Catalog
 from suppressor.domain.engine import Engine
 from suppressor.domain.policy import Policy, load_policy
 from suppressor.errors import ConfigError
+from suppressor.metrics import Metrics, MetricsObserver
 from suppressor.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class SuppressorApp(faust.App):
     settings: Settings
     pipeline: Pipeline
     catalog_reader: CatalogReader
+    metrics: Metrics
 
     def _new_producer(self) -> faust_fixes.Producer:
         return faust_fixes.new_producer(self)
@@ -72,19 +74,23 @@ class SuppressorApp(faust.App):
 def build_app(
     settings: Settings, observer: WorkerObserver | None = None, policy: Policy | None = None
 ) -> SuppressorApp:
-    """The worker's Faust app; ``observer`` sees every record's outcome (metrics hook)."""
+    """The worker's Faust app. Its Prometheus metrics see every record's outcome; an
+    extra ``observer`` (tests) sees them too."""
     policy = policy if policy is not None else load_policy(settings.policy)
     topology = Topology.from_settings(settings)
     app = SuppressorApp(settings.app_id, **faust_config(settings))
     app.settings, app.topology = settings, topology
+    app.metrics = Metrics()
+    app.metrics.bind_app(app, topics=topology.data_topics)
+    metered: WorkerObserver = MetricsObserver(app.metrics)
+    if observer is not None:
+        metered = BothObservers(metered, observer)
     catalog = Catalog()
     users = _table(app, USERS_TABLE, "per-user state (suppressor.codec)")
     clocks = _table(app, CLOCK_TABLE, "stream time per partition (streams.clock)")
     hybrid = policy.clock != "event"
     engine = Engine(policy, catalog)
-    app.pipeline = Pipeline(
-        app, topology, engine, users, clocks, observer or NullObserver(), hybrid
-    )
+    app.pipeline = Pipeline(app, topology, engine, users, clocks, metered, hybrid)
     feed = CatalogFeed(catalog, app.pipeline.send_catalog_dead_letter)
     app.catalog_reader = CatalogReader(
         settings.bootstrap_servers,
@@ -191,8 +197,10 @@ def _pages(app: SuppressorApp) -> None:
             and cast(TableManager, app.tables).recovery.completed.is_set()
             and not app.rebalancing
         )
+        verdict = app.metrics.health()
         body = {
-            "status": "ok" if ready else "starting",
+            "status": "ok" if ready and verdict.status == "ok" else "starting",
+            "metrics_health": verdict.body(),
             "partitions": sorted(pipeline.runtimes),
             "records_processed": pipeline.records,
             "stream_time": {
@@ -202,15 +210,26 @@ def _pages(app: SuppressorApp) -> None:
             "catalog_items": len(pipeline.engine.catalog),
             "policy_version": pipeline.policy_version,
         }
-        return web.json(body)
+        return web.json(body, status=200 if body["status"] == "ok" else 503)
+
+    async def live(web: Any, request: Any) -> Any:
+        verdict = app.metrics.health()
+        return web.json(verdict.body(), status=verdict.live_http_status)
+
+    async def metrics(web: Any, request: Any) -> Any:
+        content_type = app.metrics.content_type
+        return web.bytes(app.metrics.render(), headers={"Content-Type": content_type})
 
     app.page("/health")(health)
+    app.page("/health/live")(live)
+    app.page("/metrics")(metrics)
 
 
 def _forget_revoked(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
     assert isinstance(app, SuppressorApp)
     app.pipeline.forget_partitions(revoked)
+    app.metrics.forget_partitions(tp.partition for tp in revoked)
 
 
 def prepare_topics(settings: Settings, topology: Topology) -> None:

@@ -1,4 +1,4 @@
-"""Hooks for what the worker does, for metrics (a later issue adds Prometheus here).
+"""Hooks for what the worker does: its Prometheus metrics (suppressor.metrics), and tests.
 
 ``build_app(settings, observer=...)`` calls these from the agent, synchronously:
 keep them cheap and never raise. Nothing but ids, times and codes passes through
@@ -27,12 +27,20 @@ class WorkerObserver(Protocol):
         """A record went to the dead-letter topic."""
 
 
-class NullObserver:
+class BothObservers:
+    """Two observers, called in order (the metrics, then a test's)."""
+
+    def __init__(self, first: WorkerObserver, second: WorkerObserver) -> None:
+        self.first, self.second = first, second
+
     def on_event(self, partition: int, event: Event, appended_at: float | None) -> None:
-        pass
+        self.first.on_event(partition, event, appended_at)
+        self.second.on_event(partition, event, appended_at)
 
     def on_work(self, runtime: PartitionRuntime, work: Work) -> None:
-        pass
+        self.first.on_work(runtime, work)
+        self.second.on_work(runtime, work)
 
     def on_dead_letter(self, dead: DeadLetter) -> None:
-        pass
+        self.first.on_dead_letter(dead)
+        self.second.on_dead_letter(dead)

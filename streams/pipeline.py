@@ -39,7 +39,13 @@ from streams.partition import IDLE, PartitionRuntime, Work
 from streams.sender import SourceSender
 from streams.state import PartitionKV, RocksTable
 from streams.topology import Topology
-from suppressor.codec import action_record, decision_record, dumps, event_from_wire
+from suppressor.codec import (
+    action_record,
+    conversion_record,
+    decision_record,
+    dumps,
+    event_from_wire,
+)
 from suppressor.domain.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -193,6 +199,9 @@ class Pipeline:
         for decision in work.output.decisions:
             value = dumps(decision_record(decision, version)).encode()
             await send(source, self.topology.decisions, decision.user_id.encode(), value)
+        for conversion in work.output.conversions:
+            value = dumps(conversion_record(conversion, version)).encode()
+            await send(source, self.topology.conversions, conversion.user_id.encode(), value)
         self.observer.on_work(self.runtimes[partition], work)
 
     async def before_commit(self) -> None:

@@ -31,6 +31,7 @@ class Topology:
     catalog: str
     actions: str
     decisions: str
+    conversions: str
     dlq: str
     partitions: int
     app_id: str
@@ -44,6 +45,7 @@ class Topology:
             catalog=settings.catalog_topic,
             actions=settings.actions_topic,
             decisions=settings.decisions_topic,
+            conversions=settings.conversions_topic,
             dlq=settings.dlq_topic,
             partitions=settings.partitions,
             app_id=settings.app_id,
@@ -71,7 +73,7 @@ class Topology:
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        return (self.actions, self.decisions, self.dlq)
+        return (self.actions, self.decisions, self.conversions, self.dlq)
 
     def user_topic_specs(self) -> list[TopicSpec]:
         return default_topic_specs(self.inputs, self.catalog, self.outputs, self.partitions)

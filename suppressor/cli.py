@@ -194,17 +194,13 @@ def _add_settings(cmd: argparse.ArgumentParser) -> None:
 
 
 def _run_topics(args: argparse.Namespace) -> int:
-    from streams.admin import default_topic_specs, ensure_topics, list_topics
+    from streams.admin import ensure_topics, list_topics
+    from streams.topology import Topology
     from suppressor.settings import settings_from_args
 
     settings = settings_from_args(args)
     bootstrap = settings.bootstrap_servers
-    specs = default_topic_specs(
-        inputs=settings.input_topics,
-        catalog=settings.catalog_topic,
-        outputs=[settings.actions_topic, settings.decisions_topic, settings.dlq_topic],
-        partitions=settings.partitions,
-    )
+    specs = Topology.from_settings(settings).user_topic_specs()
     created = set(ensure_topics(bootstrap, specs, client_config=settings.kafka_client_config()))
     existing = list_topics(bootstrap, client_config=settings.kafka_client_config())
     for spec in specs:

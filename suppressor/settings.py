@@ -66,6 +66,7 @@ class Settings(BaseModel):
     catalog_topic: str = "catalog"
     actions_topic: str = "actions"
     decisions_topic: str = "decisions"
+    conversions_topic: str = "conversions"
     dlq_topic: str = "events.dlq"
     partitions: int = Field(default=8, ge=1, le=10_000)
     processing_guarantee: ProcessingGuarantee = "exactly_once"
@@ -90,7 +91,10 @@ class Settings(BaseModel):
             raise ValueError("must be host:port or kafka://host:port (several: comma-separated)")
         return value
 
-    @field_validator("app_id", "catalog_topic", "actions_topic", "decisions_topic", "dlq_topic")
+    @field_validator(
+        "app_id", "catalog_topic", "actions_topic", "decisions_topic", "conversions_topic",
+        "dlq_topic",
+    )  # fmt: skip
     @classmethod
     def _legal_name(cls, value: str) -> str:
         return _check_topic_name(value)
@@ -120,9 +124,13 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        outputs = {self.actions_topic, self.decisions_topic, self.dlq_topic}
-        if len(outputs) != 3:
-            raise ValueError("actions, decisions and dlq topics must be three different topics")
+        outputs = {
+            self.actions_topic, self.decisions_topic, self.conversions_topic, self.dlq_topic
+        }  # fmt: skip
+        if len(outputs) != 4:
+            raise ValueError(
+                "actions, decisions, conversions and dlq topics must be four different topics"
+            )
         clash = sorted((outputs | {self.catalog_topic}) & set(self.input_topics))
         if clash:
             raise ValueError(f"input topics must not also be catalog or output topics: {clash}")
@@ -242,6 +250,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("catalog_topic", "compacted catalog topic", "TOPIC"),
     Option("actions_topic", "output topic for actions", "TOPIC"),
     Option("decisions_topic", "output topic for decisions", "TOPIC"),
+    Option("conversions_topic", "output topic for closed attribution windows", "TOPIC"),
     Option("dlq_topic", "dead-letter topic for input that cannot be used", "TOPIC"),
     Option("partitions", "partitions of every topic (inputs, catalog, outputs, internal)", "N"),
     Option("processing_guarantee", "exactly_once or at_least_once", "MODE"),

@@ -57,6 +57,7 @@ class Deployment:
             "catalog_topic": p + "catalog",
             "actions_topic": p + "actions",
             "decisions_topic": p + "decisions",
+            "conversions_topic": p + "conversions",
             "dlq_topic": p + "events.dlq",
             "partitions": self.partitions,
             "app_id": p.rstrip(".") + "-app",
