@@ -221,6 +221,17 @@ class Pipeline:
     async def _dead_letter(self, source: TP, dead: DeadLetter, key: bytes | None) -> None:
         await self.sender.send(source, self.topology.dlq, key, dead_letter_bytes(dead))
         self.observer.on_dead_letter(dead)
+        where = dead.source
+        log.warning(
+            "record refused to the dead-letter topic: %s",
+            dead.error_code,
+            extra={
+                "topic": where.topic,
+                "partition": where.partition,
+                "offset": where.offset,
+                "code": dead.error_code,
+            },
+        )
 
     async def send_catalog_dead_letter(self, dead: DeadLetter, partition: int) -> None:
         """A bad catalog record: outside any transaction (see streams.catalog)."""

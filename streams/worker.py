@@ -24,6 +24,7 @@ from streams.observe import WorkerObserver
 from streams.topology import Topology
 from suppressor.domain.policy import load_policy
 from suppressor.errors import SuppressorError
+from suppressor.logs import logging_config
 from suppressor.settings import (
     Settings,
     add_settings_arguments,
@@ -42,7 +43,11 @@ def run_worker(settings: Settings, observer: WorkerObserver | None = None) -> in
     policy = load_policy(settings.policy)
     prepare_topics(settings, Topology.from_settings(settings))
     app = build_app(settings, observer, policy)
-    worker = faust.Worker(app, loglevel=settings.log_level)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        logging_config=logging_config(settings.app_id, settings.log_level),
+    )
     try:
         worker.execute_from_commandline()
     except SystemExit as stopped:
