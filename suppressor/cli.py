@@ -5,15 +5,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TextIO
 
+from schemas.outputs import DeadLetter, SourcePosition
 from schemas.timefmt import parse_to_ms
 from suppressor.domain.catalog import Catalog
 from suppressor.domain.policy import Policy, load_policy
 from suppressor.errors import SuppressorError
 from suppressor.replay.compare import compare, print_report
 from suppressor.replay.files import dead_letter_line, load_catalog, numbered_lines, open_input
+from suppressor.replay.kafka_source import (
+    add_kafka_arguments,
+    kafka_settings,
+    ordered,
+    read_catalog,
+    read_range,
+)
 from suppressor.replay.report import print_report as print_conversion_report
 from suppressor.replay.run import FileSink, Progress, replay
 
@@ -49,12 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay_cmd = commands.add_parser(
         "replay",
-        help="run a JSONL event history through the engine (no Kafka)",
+        help="run a JSONL event history (or a time range of the input topics) through the engine",
         description="Run events through the same engine as the worker, deterministically. "
         "Bad lines go to --dlq and the run goes on.",
     )
-    replay_cmd.add_argument("events", help="events JSONL file, or - for stdin")
-    replay_cmd.add_argument("--catalog", help="catalog JSONL file")
+    replay_cmd.add_argument(
+        "events", nargs="?", help="events JSONL file, or - for stdin (not with --from-kafka)"
+    )
+    replay_cmd.add_argument(
+        "--catalog", help="catalog JSONL file (with --from-kafka, default: the catalog topic)"
+    )
     replay_cmd.add_argument("--policy", help="policy TOML file (default: built-in defaults)")
     replay_cmd.add_argument("--actions", help="write actions here (default: stdout)")
     replay_cmd.add_argument("--decisions", help="write one decision per trigger here")
@@ -75,6 +87,16 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     replay_cmd.add_argument("--diff", help="with --compare: write the differing users here")
     replay_cmd.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    replay_cmd.add_argument(
+        "--from-kafka",
+        action="store_true",
+        help="read the input topics' records with Kafka timestamps in [--since, --until) "
+        "instead of a file; outputs still go to files/stdout, never to Kafka",
+    )
+    replay_cmd.add_argument(
+        "--since", type=_timestamp, help="with --from-kafka (required): start of the range"
+    )
+    add_kafka_arguments(replay_cmd)
     replay_cmd.set_defaults(run=_run_replay)
 
 
@@ -86,13 +108,52 @@ def _timestamp(text: str) -> int:
 
 
 def _run_replay(args: argparse.Namespace) -> int:
+    if args.from_kafka:
+        return _run_replay_from_kafka(args)
+    if args.events is None:
+        raise SuppressorError("replay: give an events file (or - for stdin), or --from-kafka")
+    if args.since is not None:
+        raise SuppressorError("replay: --since goes with --from-kafka")
     policy = load_policy(args.policy)
     catalog, bad_catalog = load_catalog(args.catalog)
     if args.compare:
         return _run_compare(args, policy, catalog)
     handle, size = open_input(args.events)
+    with handle:
+        return _replay_to_outputs(
+            args, numbered_lines(handle), policy, catalog, bad_catalog, args.events, size
+        )
+
+
+def _run_replay_from_kafka(args: argparse.Namespace) -> int:
+    if args.events is not None:
+        raise SuppressorError("replay: give an events file or --from-kafka, not both")
+    if args.since is None:
+        raise SuppressorError("replay --from-kafka needs --since TS")
+    if args.compare:
+        raise SuppressorError("replay: --compare does not work with --from-kafka yet")
+    if args.until is not None and args.until <= args.since:
+        raise SuppressorError("replay: --until must be later than --since")
+    policy = load_policy(args.policy)
+    settings = kafka_settings(args)
+    if args.catalog is None:
+        catalog, bad_catalog = read_catalog(settings)
+    else:
+        catalog, bad_catalog = load_catalog(args.catalog)
+    records = ordered(read_range(settings, args.since, args.until))
+    return _replay_to_outputs(args, records, policy, catalog, bad_catalog, "kafka", None)
+
+
+def _replay_to_outputs(
+    args: argparse.Namespace,
+    lines: Iterable[tuple[int | SourcePosition, bytes]],
+    policy: Policy,
+    catalog: Catalog,
+    bad_catalog: list[DeadLetter],
+    source_name: str,
+    size: int | None,
+) -> int:
     with (
-        handle,
         _output(args.actions, sys.stdout) as actions,
         _output(args.decisions) as decisions,
         _output(args.dlq) as dlq,
@@ -103,11 +164,11 @@ def _run_replay(args: argparse.Namespace) -> int:
                 dlq.write(dead_letter_line(dead) + "\n")
         sink = FileSink(actions, decisions, dlq, conversions)
         tally = replay(
-            numbered_lines(handle),
+            lines,
             policy,
             catalog,
             sink,
-            source_name=args.events,
+            source_name=source_name,
             until=args.until,
             progress=Progress(size),
         )

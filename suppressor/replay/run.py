@@ -100,7 +100,7 @@ class Progress:
 
 
 def replay(
-    lines: Iterable[tuple[int, bytes]],
+    lines: Iterable[tuple[int | SourcePosition, bytes]],
     policy: Policy,
     catalog: Catalog,
     sink: Sink,
@@ -110,7 +110,11 @@ def replay(
     progress: Progress | None = None,
     now_ms: int | None = None,
 ) -> Tally:
-    """`now_ms`: the reference for refusing far-future events (default: the wall clock)."""
+    """`now_ms`: the reference for refusing far-future events (default: the wall clock).
+
+    Each item of `lines` is (line number in `source_name`, raw bytes), or (the record's own
+    SourcePosition, raw bytes) for input that is not a file (a Kafka topic range).
+    """
     reference = int(time.time() * 1000) if now_ms is None else now_ms
     engine = Engine(policy, catalog)
     processor = Processor(engine, DictStore())
@@ -118,15 +122,18 @@ def replay(
     tally = Tally()
     stream_time: int | None = None
     done_bytes = 0
-    for number, raw in lines:
-        parsed = parse_event(raw, SourcePosition(file=source_name, line=number))
+    for count, (number, raw) in enumerate(lines, start=1):
+        if isinstance(number, SourcePosition):
+            where = number
+        else:
+            where = SourcePosition(file=source_name, line=number)
+        parsed = parse_event(raw, where)
         if isinstance(parsed, DeadLetter):
             tally.dlq[parsed.error_code] += 1
             sink.dead_letter(parsed)
             continue
         event = event_from_wire(parsed)
         if too_far_ahead(event, reference, policy.max_future_skew):
-            where = SourcePosition(file=source_name, line=number)
             dead = future_dead_letter(raw, where, event, reference, policy.max_future_skew)
             tally.dlq[dead.error_code] += 1
             sink.dead_letter(dead)
@@ -137,7 +144,7 @@ def replay(
         _emit(out, sink, tally, version)
         if progress is not None:
             done_bytes += len(raw) + 1
-            progress.update(done_bytes, number)
+            progress.update(done_bytes, count)
     _emit(processor.flush(), sink, tally, version)
     if until is not None:
         _emit(processor.advance_to(until), sink, tally, version)
