@@ -177,11 +177,7 @@ class Settings(BaseModel):
 
     def kafka_client_config(self) -> dict[str, Any]:
         """Security settings as kafka-python's clients name them (no bootstrap servers)."""
-        config: dict[str, Any] = {"security_protocol": self.security_protocol}
-        if self.security_protocol.startswith("SASL"):
-            config["sasl_mechanism"] = self.sasl_mechanism
-            config["sasl_plain_username"] = self.sasl_username
-            config["sasl_plain_password"] = _secret(self.sasl_password)
+        config = self._sasl_config()
         if self.uses_ssl:
             config.update(
                 {
@@ -198,13 +194,18 @@ class Settings(BaseModel):
 
     def aiokafka_client_config(self) -> dict[str, Any]:
         """Security settings as aiokafka's clients name them (TLS as an ``ssl_context``)."""
+        config = self._sasl_config()
+        if self.uses_ssl:
+            config["ssl_context"] = self.ssl_context()
+        return config
+
+    def _sasl_config(self) -> dict[str, Any]:
+        """The protocol and SASL settings, named alike by kafka-python and aiokafka."""
         config: dict[str, Any] = {"security_protocol": self.security_protocol}
         if self.security_protocol.startswith("SASL"):
             config["sasl_mechanism"] = self.sasl_mechanism
             config["sasl_plain_username"] = self.sasl_username
             config["sasl_plain_password"] = _secret(self.sasl_password)
-        if self.uses_ssl:
-            config["ssl_context"] = self.ssl_context()
         return config
 
 
