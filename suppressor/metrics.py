@@ -298,6 +298,7 @@ class Metrics:
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         self._stream_time: dict[int, float] = {}
+        self._state_counts: dict[int, tuple[int, int]] = {}
         self._last_progress: float | None = None
         self._app: Any = None
         self._topics: frozenset[str] | None = None
@@ -468,6 +469,18 @@ class Metrics:
         with self._lock:
             for partition in partitions:
                 self._stream_time.pop(int(partition), None)
+                self._state_counts.pop(int(partition), None)
+            self._publish_state_counts()
+
+    def set_partition_state(self, partition: int, users: int, open_baskets: int) -> None:
+        """A partition's users and armed basket reminders; the gauges show this worker's sum."""
+        with self._lock:
+            self._state_counts[int(partition)] = (users, open_baskets)
+            self._publish_state_counts()
+
+    def _publish_state_counts(self) -> None:
+        self.users.set(sum(users for users, _ in self._state_counts.values()))
+        self.open_baskets.set(sum(baskets for _, baskets in self._state_counts.values()))
 
     def set_users(self, n: int) -> None:
         self.users.set(n)
@@ -753,6 +766,8 @@ class MetricsObserver:
         partition = runtime.partition
         self.metrics.observe_output(work.output, self._started.pop(partition, None))
         self.metrics.set_stream_time(partition, work.stream_time)
+        processor = runtime.processor
+        self.metrics.set_partition_state(partition, processor.users, processor.open_baskets)
 
     def on_dead_letter(self, dead: DeadLetter) -> None:
         self.metrics.observe_dead_letter(dead.error_code)

@@ -84,14 +84,21 @@ class DueIndex:
 
 
 class Processor:
+    """`users` and `open_baskets` count the stored states and those with an armed basket
+    reminder: exact, kept up to date on every save, recounted by `rebuild_index`."""
+
     def __init__(self, engine: Engine, store: StateStore) -> None:
         self.engine = engine
         self.store = store
         self.index = DueIndex()
+        self.users = 0
+        self.open_baskets = 0
 
     def on_event(self, event: Event, stream_time: int) -> Output:
         out = Output()
-        state = self.store.get(event.user_id) or UserState(user_id=event.user_id)
+        stored = self.store.get(event.user_id)
+        self._uncount(stored)
+        state = stored or UserState(user_id=event.user_id)
         new = self.engine.ingest_in_place(state, event, stream_time, out)
         self._save(event.user_id, new, out)
         self._fire_due(stream_time, out)
@@ -108,14 +115,17 @@ class Processor:
         for user_id in self.index.users():
             state = self.store.get(user_id)
             if state is not None and state.pending:
+                self._uncount(state)
                 self._save(user_id, self.engine.flush_in_place(state, out), out)
         return out
 
     def rebuild_index(self) -> int:
         """After a restart or a partition assignment: index every stored state's due time."""
         self.index.clear()
+        self.users = self.open_baskets = 0
         for user_id, state in self.store.items():
             self.index.set(user_id, self.engine.due(state))
+            self._count(state)
         return len(self.index)
 
     def _fire_due(self, stream_time: int, out: Output) -> None:
@@ -123,6 +133,7 @@ class Processor:
         for user_id in self.index.pop_due(stream_time):
             state = self.store.get(user_id)
             if state is not None:
+                self._uncount(state)
                 self._save(user_id, self.engine.advance_in_place(state, watermark, out), out)
 
     def _save(self, user_id: str, state: UserState | None, out: Output) -> None:
@@ -134,3 +145,14 @@ class Processor:
             return
         self.store.put(user_id, state)
         self.index.set(user_id, self.engine.due(state))
+        self._count(state)
+
+    def _count(self, state: UserState) -> None:
+        self.users += 1
+        self.open_baskets += state.deadline is not None
+
+    def _uncount(self, state: UserState | None) -> None:
+        """Before a stored state is changed in place: take it out of the counts."""
+        if state is not None:
+            self.users -= 1
+            self.open_baskets -= state.deadline is not None

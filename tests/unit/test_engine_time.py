@@ -377,3 +377,21 @@ def test_a_late_add_gives_the_same_basket_action_as_one_read_in_time() -> None:
     assert [(a.action_id, a.items) for a in late.actions] == [
         (a.action_id, a.items) for a in in_time.actions
     ]
+
+
+def test_the_processor_counts_users_and_armed_baskets_exactly() -> None:
+    result = start().feed(
+        add("bin-1", user="a", ts=0),
+        add("bin-1", user="b", ts=1),
+        browse("x", user="c", ts=2),
+        purchase("bin-1", user="b", ts=3),  # b's basket converts: no reminder armed
+        forget(user="c", ts=4),
+        browse("x", user="d", ts=20),
+    )
+    processor = result.processor
+    assert (processor.users, processor.open_baskets) == (3, 1)  # a, b, d; a's basket
+    restarted = Processor(processor.engine, processor.store)
+    restarted.rebuild_index()
+    assert (restarted.users, restarted.open_baskets) == (3, 1)
+    result.advance(200)  # a's reminder fires: no longer armed
+    assert (processor.users, processor.open_baskets) == (3, 0)

@@ -280,6 +280,7 @@ def test_worker_observer_adapter() -> None:
     @dataclass
     class Runtime:
         partition: int
+        processor: Any
 
     @dataclass
     class Work:
@@ -288,7 +289,9 @@ def test_worker_observer_adapter() -> None:
 
     for event in events:
         observer.on_event(2, event, None)
-    observer.on_work(Runtime(2), Work(Output(result.decisions, result.actions), events[-1].ts))
+    runtime = Runtime(2, result.processor)
+    observer.on_work(runtime, Work(Output(result.decisions, result.actions), events[-1].ts))
+    assert samples(metrics)["suppressor_users", ()] == result.processor.users == 1
     observer.on_dead_letter(
         DeadLetter(
             original="x",
