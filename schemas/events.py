@@ -22,7 +22,7 @@ from pydantic import (
     ValidationError,
 )
 
-from schemas.outputs import DeadLetter, SourcePosition, encode_original
+from schemas.outputs import DeadLetter, SourcePosition
 from schemas.timefmt import parse_rfc3339, to_ms
 
 MAX_EVENT_BYTES = 64 * 1024
@@ -133,23 +133,17 @@ def parse_event(raw: bytes, source: SourcePosition) -> Event | DeadLetter:
     Never raises: any failure, however strange the input, becomes a DeadLetter.
     """
     if len(raw) > MAX_EVENT_BYTES:
-        return _dead(raw, source, "too_large", f"{len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+        message = f"{len(raw)} bytes; the limit is {MAX_EVENT_BYTES}"
+        return DeadLetter.of(raw, source, "too_large", message)
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as error:
         message = f"not UTF-8 text: {error.reason} at byte {error.start}"
-        return _dead(raw, source, "not_utf8", message)
+        return DeadLetter.of(raw, source, "not_utf8", message)
     try:
         return _EVENT.validate_json(raw)
     except ValidationError as error:
         code, message = _error_code(error)
-        return _dead(raw, source, code, message)
+        return DeadLetter.of(raw, source, code, message)
     except (ValueError, RecursionError) as error:  # e.g. absurd nesting
-        return _dead(raw, source, "not_json", f"not usable JSON: {type(error).__name__}")
-
-
-def _dead(raw: bytes, source: SourcePosition, code: str, message: str) -> DeadLetter:
-    text, encoding = encode_original(raw)
-    return DeadLetter(
-        original=text, encoding=encoding, source=source, error_code=code, error=message
-    )
+        return DeadLetter.of(raw, source, "not_json", f"not usable JSON: {type(error).__name__}")

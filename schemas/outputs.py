@@ -115,6 +115,12 @@ class DeadLetter(_Record):
     error: str = Field(description="what was wrong, in words")
     schema_version: Literal[1] = SCHEMA_VERSION
 
+    @classmethod
+    def of(cls, raw: bytes, source: SourcePosition, code: str, message: str) -> DeadLetter:
+        """The dead letter for `raw`: kept as text when it is UTF-8, else as base64."""
+        text, encoding = encode_original(raw)
+        return cls(original=text, encoding=encoding, source=source, error_code=code, error=message)
+
 
 def encode_original(raw: bytes) -> tuple[str, Literal["text", "base64"]]:
     try:

@@ -34,7 +34,7 @@ from mode import Service
 from pydantic import ValidationError
 
 from schemas.catalog import CATALOG_ITEM
-from schemas.outputs import DeadLetter, SourcePosition, encode_original
+from schemas.outputs import DeadLetter, SourcePosition
 from suppressor.codec import item_from_wire
 from suppressor.domain.catalog import Catalog
 
@@ -76,25 +76,18 @@ class CatalogFeed:
         except ValidationError as error:  # the same code as replay's catalog file reader
             first = error.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first["loc"]) or "record"
-            return _dead(value, source, "bad_catalog_item", f"{where}: {first['msg']}")
+            return DeadLetter.of(value, source, "bad_catalog_item", f"{where}: {first['msg']}")
         except (ValueError, RecursionError):
-            return _dead(value, source, "not_json", "not usable JSON")
+            return DeadLetter.of(value, source, "not_json", "not usable JSON")
         if key is None or key != item.item_id.encode():
             message = (
                 f"the record's key {key!r} is not its item_id {item.item_id!r}; "
                 "key catalog records by item_id so that a tombstone can remove them"
             )
-            return _dead(value, source, "key_mismatch", message)
+            return DeadLetter.of(value, source, "key_mismatch", message)
         self.catalog.upsert(item_from_wire(item))
         self.applied += 1
         return None
-
-
-def _dead(raw: bytes, source: SourcePosition, code: str, message: str) -> DeadLetter:
-    text, encoding = encode_original(raw)
-    return DeadLetter(
-        original=text, encoding=encoding, source=source, error_code=code, error=message
-    )
 
 
 class CatalogReader(Service):

@@ -14,7 +14,7 @@ the reference for tests and for reproducing a run.
 
 from __future__ import annotations
 
-from schemas.outputs import DeadLetter, SourcePosition, encode_original
+from schemas.outputs import DeadLetter, SourcePosition
 from schemas.timefmt import format_ms
 from suppressor.domain.model import Event
 from suppressor.domain.policy import format_duration
@@ -29,11 +29,8 @@ def too_far_ahead(event: Event, reference_ms: int | None, max_skew_ms: int) -> b
 def future_dead_letter(
     raw: bytes, source: SourcePosition, event: Event, reference_ms: int, max_skew_ms: int
 ) -> DeadLetter:
-    text, encoding = encode_original(raw)
     message = (
         f"ts {format_ms(event.ts)} is more than {format_duration(max_skew_ms)} "
         f"(max_future_skew) ahead of {format_ms(reference_ms)}"
     )
-    return DeadLetter(
-        original=text, encoding=encoding, source=source, error_code=FUTURE_TIMESTAMP, error=message
-    )
+    return DeadLetter.of(raw, source, FUTURE_TIMESTAMP, message)

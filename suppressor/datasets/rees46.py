@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from schemas.outputs import DeadLetter, SourcePosition, encode_original
+from schemas.outputs import DeadLetter, SourcePosition
 
 DATASET = "rees46"
 EVENT_COLUMNS = ("event_time", "event_type", "product_id", "user_id", "user_session")
@@ -236,14 +236,12 @@ def iter_rows(path: Path, dead_letters: list[DeadLetter]) -> Iterator[Row]:
                 cells[i_brand] if i_brand is not None else "",
             )
         except _BadRow as bad:
-            original, encoding = encode_original(raw)
             dead_letters.append(
-                DeadLetter(
-                    original=original,
-                    encoding=encoding,
-                    source=SourcePosition(file=name, line=number),
-                    error_code=bad.code,
-                    error=bad.message,
+                DeadLetter.of(
+                    raw,
+                    SourcePosition(file=name, line=number),
+                    bad.code,
+                    bad.message,
                 )
             )
 

@@ -11,7 +11,7 @@ from typing import BinaryIO
 from pydantic import ValidationError
 
 from schemas.catalog import CATALOG_ITEM
-from schemas.outputs import DeadLetter, SourcePosition, encode_original
+from schemas.outputs import DeadLetter, SourcePosition
 from suppressor.codec import item_from_wire
 from suppressor.domain.catalog import Catalog
 from suppressor.errors import InputFileError
@@ -49,17 +49,11 @@ def load_catalog(path: str | None) -> tuple[Catalog, list[DeadLetter]]:
             except ValidationError as error:
                 first = error.errors(include_url=False)[0]
                 field = ".".join(str(p) for p in first["loc"]) or "record"
-                dead.append(_dead(line, where, "bad_catalog_item", f"{field}: {first['msg']}"))
+                message = f"{field}: {first['msg']}"
+                dead.append(DeadLetter.of(line, where, "bad_catalog_item", message))
             except (ValueError, RecursionError):
-                dead.append(_dead(line, where, "not_json", "not usable JSON"))
+                dead.append(DeadLetter.of(line, where, "not_json", "not usable JSON"))
     return catalog, dead
-
-
-def _dead(raw: bytes, where: SourcePosition, code: str, message: str) -> DeadLetter:
-    text, encoding = encode_original(raw)
-    return DeadLetter(
-        original=text, encoding=encoding, source=where, error_code=code, error=message
-    )
 
 
 def dead_letter_line(dead: DeadLetter) -> str:
