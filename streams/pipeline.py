@@ -33,6 +33,7 @@ from faust.types import TP, Message
 
 from schemas.events import parse_event
 from schemas.outputs import DeadLetter, SourcePosition
+from suppressor.admission import future_dead_letter, too_far_ahead
 from streams.clock import PartitionClock
 from streams.observe import WorkerObserver
 from streams.partition import IDLE, PartitionRuntime, Work
@@ -62,6 +63,7 @@ class Pipeline:
         observer: WorkerObserver,
         hybrid: bool,
         now: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.topology = topology
         self.engine = engine
@@ -70,6 +72,7 @@ class Pipeline:
         self.observer = observer
         self.hybrid = hybrid
         self.now = now
+        self.wall_ms = wall_ms
         self.sender = SourceSender(app)
         self.runtimes: dict[int, PartitionRuntime] = {}
         self.records = 0
@@ -100,10 +103,16 @@ class Pipeline:
             await self._dead_letter(message.tp, parsed, message.key)
             return
         event = event_from_wire(parsed)
-        if SOURCE in headers:
+        if SOURCE in headers:  # admitted by the partition that forwarded it
             source = self.topology.source(int(headers[SOURCE]))
             self.observer.on_event(message.partition, event, message.timestamp)
             await self._finish(message.tp, runtime.on_forwarded(source, event, self.now()))
+            return
+        skew = self.engine.policy.max_future_skew
+        reference = self.wall_ms()
+        if too_far_ahead(event, reference, skew):  # it must not move stream time
+            dead = future_dead_letter(message.value or b"", position, event, reference, skew)
+            await self._dead_letter(message.tp, dead, message.key)
             return
         owner = self.topology.partition_for(event.user_id)
         if owner != message.partition:

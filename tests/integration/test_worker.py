@@ -197,6 +197,11 @@ BAD_RECORDS = [
         b' "ts": "yesterday"}',
         "bad_timestamp",
     ),
+    (  # would move stream time years ahead and fire every deadline: refused instead
+        b'{"event_id": "x5", "type": "browse", "user_id": "u", "item_id": "pen-1",'
+        b' "ts": "9999-01-01T00:00:00Z"}',
+        "future_timestamp",
+    ),
 ]
 
 
