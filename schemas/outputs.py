@@ -113,13 +113,52 @@ class DeadLetter(_Record):
     source: SourcePosition
     error_code: str = Field(description="short, stable code for dashboards and alerts")
     error: str = Field(description="what was wrong, in words")
+    truncated_from: int | None = Field(
+        default=None,
+        description="set when the record was larger than MAX_ORIGINAL_BYTES: its size in "
+        "bytes; `original` then holds only its first MAX_ORIGINAL_BYTES bytes",
+    )
     schema_version: Literal[1] = SCHEMA_VERSION
 
     @classmethod
     def of(cls, raw: bytes, source: SourcePosition, code: str, message: str) -> DeadLetter:
-        """The dead letter for `raw`: kept as text when it is UTF-8, else as base64."""
+        """The dead letter for `raw`: kept as text when it is UTF-8, else as base64.
+
+        A record over MAX_ORIGINAL_BYTES (a 1 MB `too_large` one) keeps only its head: the
+        whole of it would not fit in a Kafka record of the broker's default size limit
+        (the dead-letter producer would fail on it), and the head is what shows the bug.
+        """
+        size = len(raw)
+        if size > MAX_ORIGINAL_BYTES:
+            text, encoding = encode_original(_utf8_head(raw, MAX_ORIGINAL_BYTES))
+            return cls(
+                original=text,
+                encoding=encoding,
+                source=source,
+                error_code=code,
+                error=message,
+                truncated_from=size,
+            )
         text, encoding = encode_original(raw)
         return cls(original=text, encoding=encoding, source=source, error_code=code, error=message)
+
+
+MAX_ORIGINAL_BYTES = 128 * 1024
+"""The most of a bad record a dead letter carries: twice the event size limit, so a record
+refused `too_large` just over it is kept whole, and small enough that even escaped as JSON
+(at most 6 bytes per byte, for control characters) the dead letter stays under 1 MB."""
+
+
+def _utf8_head(raw: bytes, limit: int) -> bytes:
+    """The first ``limit`` bytes, less a multi-byte character the cut would split."""
+    head = raw[:limit]
+    for trim in range(4):
+        try:
+            head[: len(head) - trim].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return head[: len(head) - trim]
+    return head  # not UTF-8 anyway: base64
 
 
 def encode_original(raw: bytes) -> tuple[str, Literal["text", "base64"]]:

@@ -44,7 +44,12 @@ def to_ms(moment: datetime) -> int:
 def format_ms(ms: int) -> str:
     """UTC RFC 3339 with a 'Z'; milliseconds only when they are not zero."""
     seconds, millis = divmod(ms, 1000)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    t = time.gmtime(seconds)
+    # Not strftime("%Y"): glibc writes year 1 as "1", and RFC 3339 needs four digits.
+    text = (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    )
     return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
 
 

@@ -13,7 +13,8 @@ import pytest
 from schemas import events as wire_events
 from schemas.events import MAX_EVENT_BYTES, parse_event
 from schemas.jsonschema import JSON_DIR, render_all
-from schemas.outputs import DeadLetter, SourcePosition
+from schemas.outputs import MAX_ORIGINAL_BYTES, DeadLetter, SourcePosition
+from schemas.timefmt import format_ms, parse_to_ms
 from suppressor.codec import event_from_wire
 from suppressor.domain.policy import Policy
 from suppressor.replay.run import FileSink, replay
@@ -246,3 +247,29 @@ def test_the_json_schemas_describe_the_contract() -> None:
     kinds = json.dumps(action["properties"]["kind"])
     assert "basket_recovery" in kinds and "similar_item" in kinds
     assert schemas["event.browse.json"]["properties"]["ts"]["format"] == "date-time"
+
+
+def test_a_huge_record_keeps_only_its_head_in_the_dead_letter() -> None:
+    raw = encode(good(note="é" * 600_000))  # 1.2 MB: over the broker's default record size
+    letter = dead(raw)
+    assert letter.error_code == "too_large"
+    assert letter.truncated_from == len(raw)
+    assert letter.encoding == "text"  # the cut does not split the two-byte 'é'
+    assert raw.startswith(letter.original.encode())
+    assert MAX_ORIGINAL_BYTES - 3 <= len(letter.original.encode()) <= MAX_ORIGINAL_BYTES
+    assert len(json.dumps(letter.model_dump(mode="json"))) < 1_000_000
+    assert dead(b"{not json").truncated_from is None
+
+
+def test_a_huge_binary_record_keeps_its_head_as_base64() -> None:
+    raw = b"\xff" * 2_000_000
+    letter = dead(raw)
+    assert letter.encoding == "base64"
+    assert base64.b64decode(letter.original) == raw[:MAX_ORIGINAL_BYTES]
+    assert letter.truncated_from == 2_000_000
+
+
+def test_timestamps_before_year_1000_are_formatted_with_four_digits() -> None:
+    assert format_ms(parse_to_ms("0001-01-01T00:00:00Z")) == "0001-01-01T00:00:00Z"
+    assert format_ms(parse_to_ms("0999-12-31T23:59:59.5Z")) == "0999-12-31T23:59:59.500Z"
+    assert format_ms(parse_to_ms("9999-12-31T23:59:59Z")) == "9999-12-31T23:59:59Z"
