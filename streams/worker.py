@@ -24,7 +24,7 @@ from streams.observe import WorkerObserver
 from streams.topology import Topology
 from suppressor.domain.policy import load_policy
 from suppressor.errors import SuppressorError
-from suppressor.logs import logging_config
+from suppressor.logs import logging_config, redact_everywhere
 from suppressor.settings import (
     Settings,
     add_settings_arguments,
@@ -40,13 +40,14 @@ def run_worker(settings: Settings, observer: WorkerObserver | None = None) -> in
 
     Bad settings, policy or topics raise SuppressorError before anything starts.
     """
+    redact_everywhere(settings.secrets())
     policy = load_policy(settings.policy)
     prepare_topics(settings, Topology.from_settings(settings))
     app = build_app(settings, observer, policy)
     worker = faust.Worker(
         app,
         loglevel=settings.log_level,
-        logging_config=logging_config(settings.app_id, settings.log_level),
+        logging_config=logging_config(settings.app_id, settings.log_level, settings.secrets()),
     )
     try:
         worker.execute_from_commandline()
@@ -67,7 +68,9 @@ def __getattr__(name: str) -> Any:
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     if _app is None:
-        _app = build_app(settings_from_env())
+        settings = settings_from_env()
+        redact_everywhere(settings.secrets())
+        _app = build_app(settings)
     return _app
 
 

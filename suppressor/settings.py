@@ -145,6 +145,8 @@ class Settings(BaseModel):
             raise ValueError(
                 f"a client certificate needs both {_env('ssl_certfile')} and {_env('ssl_keyfile')}"
             )
+        if self.uses_ssl:
+            self.ssl_context()  # unreadable TLS files stop start-up here, with their names
         return self
 
     # --- derived values -----------------------------------------------------------
@@ -165,15 +167,37 @@ class Settings(BaseModel):
         return self.security_protocol in ("SSL", "SASL_SSL")
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context for SSL / SASL_SSL (system CAs unless ssl_cafile is given)."""
+        """The TLS context for SSL / SASL_SSL (system CAs unless ssl_cafile is given);
+        ValueError naming the variables when a TLS file is not usable PEM."""
         if not self.uses_ssl:
             return None
-        context = ssl.create_default_context(
-            cafile=str(self.ssl_cafile) if self.ssl_cafile else None
-        )
+        try:
+            context = ssl.create_default_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+            )
+        except (ssl.SSLError, OSError) as error:
+            raise ValueError(
+                f"{_env('ssl_cafile')} must be a PEM file of CA certificates, got "
+                f"'{self.ssl_cafile}' ({error})"
+            ) from None
         if self.ssl_certfile and self.ssl_keyfile:
-            context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile))
+            try:  # password "": an encrypted key fails instead of prompting on the terminal
+                context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile), "")
+            except (ssl.SSLError, OSError) as error:
+                raise ValueError(
+                    f"{_env('ssl_certfile')} and {_env('ssl_keyfile')} must be a PEM "
+                    f"certificate and its unencrypted private key, got '{self.ssl_certfile}' "
+                    f"and '{self.ssl_keyfile}' ({error})"
+                ) from None
         return context
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values, for the logs to redact."""
+        return tuple(
+            secret.get_secret_value()
+            for option in OPTIONS
+            if option.secret and isinstance(secret := getattr(self, option.field), SecretStr)
+        )
 
     def kafka_client_config(self) -> dict[str, Any]:
         """Security settings as kafka-python's clients name them (no bootstrap servers)."""
