@@ -46,7 +46,8 @@ class Deployment:
         self.policy_path.write_text(self.policy_text)
         self.settings: Settings = settings_from_values(self.values(), {})
         self.topology = Topology.from_settings(self.settings)
-        ensure_topics(self.bootstrap, self.topology.user_topic_specs())
+        self.client_config = self.settings.kafka_client_config()  # security: SASL/TLS
+        ensure_topics(self.bootstrap, self.topology.user_topic_specs(), self.client_config)
 
     def values(self) -> dict[str, Any]:
         p = self.prefix
@@ -74,9 +75,12 @@ class Deployment:
     # --- traffic ------------------------------------------------------------------
 
     def feed_catalog(self, path: Path) -> None:
-        feed_catalog(self.bootstrap, _lines(path), self.topology.catalog)
+        feed_catalog(
+            self.bootstrap, _lines(path), self.topology.catalog, client_config=self.client_config
+        )
 
     def feed_events(self, lines: Iterable[bytes], **kwargs: Any) -> int:
+        kwargs.setdefault("client_config", self.client_config)
         return feed_events(self.bootstrap, lines, self.topology.inputs, **kwargs).sent
 
     def feed_sentinels(self, ts: str) -> None:
@@ -109,6 +113,7 @@ class Deployment:
             settle_s=settle_s,
             timeout_s=timeout_s,
             committed_only=committed_only,
+            client_config=self.client_config,
         )
 
     def actions(self, **kwargs: Any) -> list[dict[str, Any]]:
