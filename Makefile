@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP) ## create .venv and install the pinned dependencies
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy on the source
-	$(BIN)/ruff check schemas streams suppressor tests bench
-	$(BIN)/ruff format --check schemas streams suppressor tests bench
+	$(BIN)/ruff check schemas streams suppressor tests bench faults
+	$(BIN)/ruff format --check schemas streams suppressor tests bench faults
 	$(BIN)/mypy
 
 tools: ## install the Debian tools the tests use (prometheus, promtool, kcat) if missing
@@ -38,15 +38,18 @@ demo: $(STAMP) ## the main job: local broker, topics, worker, demo traffic, acti
 bench: $(STAMP) ## benchmarks; figures go to bench/out and BENCHMARKS.md
 	$(BIN)/python -m bench
 
+faults: $(STAMP) ## fault suite on a broker of its own (port 19792); figures to RELIABILITY.md (ARGS="--only hostile --scale small")
+	$(BIN)/python -m faults $(ARGS)
+
 schemas: $(STAMP) ## regenerate schemas/json from the pydantic models
 	$(BIN)/suppressor schemas
 
 fmt: $(STAMP) ## format the code
-	$(BIN)/ruff format schemas streams suppressor tests bench
-	$(BIN)/ruff check --fix schemas streams suppressor tests bench
+	$(BIN)/ruff format schemas streams suppressor tests bench faults
+	$(BIN)/ruff check --fix schemas streams suppressor tests bench faults
 
 clean: ## stop the local broker and remove venv, caches and local data
 	-deploy/local/kafka stop
 	rm -rf $(VENV) .kafka var .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install tools lint test unit demo bench schemas fmt clean
+.PHONY: help install tools lint test unit demo bench faults schemas fmt clean

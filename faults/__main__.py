@@ -1,0 +1,45 @@
+"""``python -m faults [--only NAME ...] [--scale small|full]``: see ``faults/__init__.py``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from faults import erasure, hostile
+from faults.harness import REPORT, Scenario, run_scenarios, write_report
+
+SCENARIOS: dict[str, Scenario] = {
+    "hostile": hostile.run,
+    "erasure": erasure.run,
+}
+"""Every scenario, in run order: name -> ``run(ctx) -> Outcome``."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m faults",
+        description="The fault suite: a broker of its own, real workers, figures in "
+        "RELIABILITY.md; exit status 1 when a scenario failed.",
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=sorted(SCENARIOS), metavar="NAME", help="run only these"
+    )
+    parser.add_argument("--scale", choices=("small", "full"), default="full")
+    parser.add_argument("--no-report", action="store_true", help=f"do not rewrite {REPORT.name}")
+    args = parser.parse_args(argv)
+    chosen = [(name, SCENARIOS[name]) for name in SCENARIOS if not args.only or name in args.only]
+    outcomes = run_scenarios(chosen, args.scale)
+    if not args.no_report:
+        write_report(outcomes, list(SCENARIOS))
+    for outcome in outcomes:
+        status = "pass" if outcome.passed else "FAIL"
+        print(f"{outcome.name}: {status} ({outcome.seconds} s) {outcome.headline}")
+        if not outcome.passed:
+            for note in outcome.notes:
+                print(f"  - {note}")
+    return 0 if all(outcome.passed for outcome in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
