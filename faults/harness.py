@@ -199,7 +199,7 @@ def write_report(outcomes: Sequence[Outcome], order: Sequence[str], path: Path =
         f"Written by `make faults` (`python -m faults`) on {now}, Python "
         f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores shared "
         "with other work, one local single-node Kafka 3.9 broker (KRaft, "
-        "`deploy/local/kafka`) started by the suite.",
+        f"`deploy/local/kafka`) started by the suite; code at {_revision()}.",
         "Each scenario runs real `python -m streams.worker` processes against that broker; "
         "its section says when and at what scale it last ran (`--only` reruns one and keeps "
         "the others' sections). A scenario passes only when every check in its method held.",
@@ -217,6 +217,24 @@ def write_report(outcomes: Sequence[Outcome], order: Sequence[str], path: Path =
     for name in names:
         lines.append(sections[name][1].rstrip() + "\n")
     path.write_text("\n".join(lines))
+
+
+def _revision() -> str:
+    """The commit, and the files changed since it, if any (others may be editing)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout.split("\n")
+    except OSError:
+        return "an unknown revision"
+    dirty = sorted(line[3:] for line in changed if line.strip() and line[3:].endswith(".py"))
+    return f"`{commit}`" + (f" with uncommitted changes to {', '.join(dirty)}" if dirty else "")
 
 
 def _render_section(outcome: Outcome) -> tuple[dict[str, Any], str]:
