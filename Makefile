@@ -22,6 +22,7 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy on the source
 	$(BIN)/ruff check schemas streams suppressor tests bench faults
 	$(BIN)/ruff format --check schemas streams suppressor tests bench faults
 	$(BIN)/mypy
+	$(BIN)/mypy -p bench
 
 tools: ## install the Debian tools the tests use (prometheus, promtool, kcat) if missing
 	deploy/local/tools

@@ -1,4 +1,8 @@
-"""`python -m bench [--events N] [--users U]`: measure, then write BENCHMARKS.md."""
+"""`python -m bench [--only engine|worker] [--events N] [--users U] [--worker-events N] ...`:
+measure, then write BENCHMARKS.md.
+
+Each part keeps its figures in bench/out (``results.json``, ``worker/results.json``), so a
+run of one part rewrites BENCHMARKS.md with the other part's last figures kept."""
 
 from __future__ import annotations
 
@@ -11,21 +15,67 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import engine
+from bench import engine, worker
+from bench.report import worker_section
 from suppressor.datasets import rees46, synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
+ENGINE_RESULTS = OUT / "results.json"
+WORKER_RESULTS = OUT / "worker" / "results.json"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--only", choices=("engine", "worker"), help="one part (default: both)")
+    parser.add_argument("--events", type=int, default=1_000_000, help="engine: synthetic events")
+    parser.add_argument("--users", type=int, default=100_000, help="engine: synthetic users")
+    parser.add_argument(
+        "--worker-events", type=int, default=50_000, help="worker: backlog events (50,000)"
+    )
+    parser.add_argument(
+        "--worker-users", type=int, default=10_000, help="worker: backlog users (10,000)"
+    )
+    parser.add_argument(
+        "--restart-users", type=int, default=100_000,
+        help="worker: users of state before the kill -9 (100,000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--latency-seconds", type=float, default=30.0,
+        help="worker: seconds of constant-rate traffic per latency run (30)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--worker-partitions", type=int, default=8, help="worker: partitions (8, the default)"
+    )
+    parser.add_argument("--kafka-port", type=int, default=worker.PORT)
     parser.add_argument("--report", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
 
+    if args.only in (None, "engine"):
+        _engine(args)
+    if args.only in (None, "worker"):
+        figures = worker.run(
+            OUT / "worker",
+            events=args.worker_events,
+            users=args.worker_users,
+            restart_users=args.restart_users,
+            latency_seconds=args.latency_seconds,
+            partitions=args.worker_partitions,
+            port=args.kafka_port,
+        )
+        figures["measured_at"] = _now()
+        WORKER_RESULTS.write_text(json.dumps(figures, indent=2))
+    Path(args.report).write_text(_report())
+    print(Path(args.report).read_text())
+    return 0
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+def _engine(args: argparse.Namespace) -> None:
     sample_dir = OUT / "rees46"
     sample_files, _ = rees46.default_paths(rees46.default_data_dir(), cosmetics=False)
     rees46.write(rees46.convert(sample_files), sample_dir)
@@ -43,10 +93,29 @@ def main(argv: list[str] | None = None) -> int:
                    synth_dir / "events.jsonl", synth_dir / "catalog.jsonl", synth_dir),
     ]  # fmt: skip
     memory = _memory_in_fresh_process(synth_dir)
-    (OUT / "results.json").write_text(json.dumps({"runs": results, "memory": memory}, indent=2))
-    Path(args.report).write_text(_report(results, memory))
-    print(Path(args.report).read_text())
-    return 0
+    ENGINE_RESULTS.write_text(
+        json.dumps({"runs": results, "memory": memory, "measured_at": _now()}, indent=2)
+    )
+
+
+def _report() -> str:
+    text = f"""# Benchmarks
+
+Written by `make bench` (`python -m bench`; `--only engine` or `--only worker` runs one
+part and keeps the other's last figures) on {_now()},
+Python {platform.python_version()}, {platform.machine()}, on a 2-core machine shared with others.
+The machine is noisy: read the ratios against the same-run baselines
+first, the absolute rates second. Nothing here is asserted by the test suite.
+"""
+    if ENGINE_RESULTS.exists():
+        saved = json.loads(ENGINE_RESULTS.read_text())
+        when = saved.get("measured_at") or time.strftime(
+            "%Y-%m-%d %H:%M UTC", time.gmtime(ENGINE_RESULTS.stat().st_mtime)
+        )
+        text += "\n" + _engine_section(saved["runs"], saved["memory"], when)
+    if WORKER_RESULTS.exists():
+        text += "\n" + worker_section(json.loads(WORKER_RESULTS.read_text()))
+    return text
 
 
 def _memory_in_fresh_process(synth_dir: Path) -> dict[str, Any]:
@@ -61,7 +130,7 @@ def _memory_in_fresh_process(synth_dir: Path) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
-def _report(results: list[dict[str, Any]], memory: dict[str, Any]) -> str:
+def _engine_section(results: list[dict[str, Any]], memory: dict[str, Any], when: str) -> str:
     header = (
         "| input | events | users | engine events/s | engine ÷ dict-update baseline "
         "| replay s (actions) | replay events/s | replay ÷ JSON passthrough "
@@ -74,14 +143,9 @@ def _report(results: list[dict[str, Any]], memory: dict[str, Any]) -> str:
         f"| {r['replay_with_decisions_seconds']:.1f} |"
         for r in results
     )
-    return f"""# Benchmarks
+    return f"""## Engine and replay (issue 3)
 
-Written by `make bench` (`python -m bench`) on {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
-Python {platform.python_version()}, {platform.machine()}, one process (one core).
-The machine is shared and noisy: read the ratios against the same-run baselines
-first, the absolute rates second. Nothing here is asserted by the test suite.
-
-## Engine and replay (issue 3)
+Measured {when}, one process (one core).
 
 {header}
 {rows}
