@@ -108,7 +108,10 @@ topics and the other partitions' watermarks, which travel on the ticks (every
 `tick_interval`) — compare the "stream time behind wall clock" column with the latency,
 and the worker's own handling time (`suppressor_decision_seconds`), which is small.
 Exactly-once adds the wait for the transaction commit (`commit_interval`) before a
-read_committed reader sees the decision.
+read_committed reader sees the decision. Ticking faster does not help on this machine: each
+tick of each partition sends a watermark to every other partition (P * (P - 1) records per
+`tick_interval`, 560/s for 8 partitions at 0.1 s), which adds up to more than the worker's
+spare capacity at this rate, so it falls behind and the latency grows.
 
 ### Restart after `kill -9` with {s["users_before"]:,.0f} users of state
 
