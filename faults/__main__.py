@@ -6,12 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from faults import erasure, hostile
+from faults import erasure, headers, hostile
 from faults.harness import REPORT, Scenario, run_scenarios, write_report
 
 SCENARIOS: dict[str, Scenario] = {
     "hostile": hostile.run,
     "erasure": erasure.run,
+    "headers": headers.run,
 }
 """Every scenario, in run order: name -> ``run(ctx) -> Outcome``."""
 
