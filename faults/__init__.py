@@ -13,7 +13,8 @@ Adding a scenario
    (both in ``faults.harness``). ``ctx`` gives you:
 
    - ``ctx.bootstrap`` (``localhost:19792``) and ``ctx.broker`` (``stop()``, ``start()``,
-     ``restart()`` — for a broker-restart scenario);
+     ``restart()`` — for a broker-restart scenario; ``None`` when a pytest runs the
+     scenario on the session's broker, see tests/integration/test_hostile_input.py);
    - ``ctx.scale`` (``"small"`` or ``"full"``) and ``ctx.pick(small=..., full=...)``;
    - ``ctx.workdir``: a fresh directory for this scenario's files;
    - ``ctx.deployment(**kwargs)``: a ``tests.integration.worker_helpers.Deployment`` with
