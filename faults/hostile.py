@@ -887,8 +887,11 @@ METHOD = """
   output topics keep the broker default (1 MB). The bad records go to all five input
   topics in turn, keyed `None`, junk bytes or a real user id, at random places among the
   good ones; the producer's acks give each one's topic/partition/offset.
-- **Worker.** One `python -m streams.worker`, `exactly_once`, `clock = "event"` (the test
-  policy of tests/integration), 3 partitions, started before the traffic.
+- **Worker.** One `python -m streams.worker`, `exactly_once`, `clock = "event"` (pure
+  event time, as replay), `idle_timeout = "30s"` (the product default; the 2 s of
+  tests/integration lets an input partition that only got bad records for 2 s drop out of
+  stream time while two days of event time pass in a minute of feeding, a test artefact
+  that makes its next good events late), 3 partitions, started before the traffic.
 - **Checks.** (1) Every bad record's position appears exactly once in `events.dlq`, with a
   code its kind allows, and nothing else does; `suppressor_dlq_total` equals the count.
   (2) Once the DLQ is complete, no partition's `stream_time` (`/health`) is past the last good
