@@ -10,6 +10,13 @@ backlog read faster from one topic than from another never makes the slower
 topic's events late. When every topic is idle, the largest ``ts`` read on any of
 them is the event time: nothing older can be waiting.
 
+Idle means *caught up and quiet*: a topic whose partition still has records
+waiting in Kafka (``backlog``: the consumer's position is behind the partition's
+end) is never idle, however long it has not been read (Kafka Streams does the
+same since KIP-695). Without that, a restart or a rebalance that delays one
+topic's first fetch past ``idle_timeout`` would let stream time jump to the
+fastest topic and make the slow topic's whole backlog late.
+
 Hybrid clock: a live worker's partition that goes quiet must still fire its
 deadlines, so stream time also advances with the wall clock *since event time
 last advanced*. Anchoring on that moment (rather than on "now") keeps a
@@ -25,7 +32,7 @@ Pure: wall-clock readings are passed in (seconds, monotonic), never read here.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,15 +42,26 @@ NO_TIME = -(2**62)
 
 @dataclass(slots=True)
 class _TopicProgress:
+    topic: str
     max_ts: int | None
     last_read: float
 
 
+def _no_backlog(topic: str) -> bool:
+    return False
+
+
 class PartitionClock:
     def __init__(
-        self, topics: Iterable[str], idle_timeout_ms: int, hybrid: bool, now: float
+        self,
+        topics: Iterable[str],
+        idle_timeout_ms: int,
+        hybrid: bool,
+        now: float,
+        backlog: Callable[[str], bool] = _no_backlog,
     ) -> None:
-        self._topics = {topic: _TopicProgress(None, now) for topic in topics}
+        self._topics = {topic: _TopicProgress(topic, None, now) for topic in topics}
+        self._backlog = backlog
         self._idle_s = idle_timeout_ms / 1000
         self._hybrid = hybrid
         self._time: int | None = None
@@ -83,7 +101,7 @@ class PartitionClock:
         return all(self._is_idle(self._topics[t], now) for t in topics)
 
     def _is_idle(self, progress: _TopicProgress, now: float) -> bool:
-        return now - progress.last_read >= self._idle_s
+        return now - progress.last_read >= self._idle_s and not self._backlog(progress.topic)
 
     def _wake_idle_topics(self, now: float) -> None:
         """Traffic resumes: the other idle topics get ``idle_timeout`` to show theirs.
@@ -118,7 +136,7 @@ class PartitionClock:
         """Resume from a snapshot: every topic counts as just read (idle timers restart)."""
         for topic, max_ts in snapshot.get("topics", {}).items():
             if topic in self._topics:
-                self._topics[topic] = _TopicProgress(max_ts, now)
+                self._topics[topic] = _TopicProgress(topic, max_ts, now)
         restored = snapshot.get("time")
         if restored is not None and (self._time is None or restored > self._time):
             self._time = restored

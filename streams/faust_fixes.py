@@ -48,13 +48,14 @@ stable offset).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka.producer.transaction_manager import TransactionState
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
-from faust.types import TP
+from faust.types import TP, Message
 from faust.types.transports import TPorTopicSet
 
 
@@ -86,11 +87,91 @@ class Producer(AIOKafkaProducer):
         await super().commit_transactions(tid_to_offset_map, group_id, start_new_transaction)
 
 
+class _ReadOffsets(defaultdict[TP, int | None]):
+    """Faust's ``Consumer._read_offset``, refusing the one write that would undo a seek:
+    the fetch loop's "read up to here" for a record it took before the seek."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        super().__init__(lambda: None)
+        self._consumer = consumer
+
+    def __setitem__(self, tp: TP, offset: int | None) -> None:
+        if not self._consumer._is_stale(tp, offset):
+            super().__setitem__(tp, offset)
+
+
+RECENT = 50_000
+"""Records remembered since the last seek: more than the agent's buffer and a fetch hold."""
+
+STALE = -1
+"""Generation id given to a record fetched before a seek: Faust's streams skip it."""
+
+
 class Consumer(AIOKafkaConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.record_boundary = asyncio.Lock()
         self.before_commit: Callable[[], Awaitable[None]] | None = None
+        self._seeks = 0  # seeks to the committed offsets so far
+        self._in_flight: tuple[TP, int, int] | None = None  # (tp, offset, seeks) yielded last
+        self._since_seek: deque[Message] = deque(maxlen=RECENT)
+        self._handed_on: dict[TP, int] = {}  # last offset yielded per tp since the last seek
+        self._read_offset = _ReadOffsets(self)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """Faust's, ending a batch at a seek (its remaining records are stale) and keeping
+        the records handed on since the last seek, to be marked stale at the next."""
+        seeks = self._seeks
+        async for tp, message in super().getmany(timeout):
+            if self._seeks != seeks:
+                self._in_flight = None
+                return
+            self._in_flight = (tp, message.offset, seeks)
+            if not tp.topic.endswith("-changelog"):
+                self._since_seek.append(message)
+                self._handed_on[tp] = message.offset
+            yield tp, message
+
+    def _is_stale(self, tp: TP, offset: int | None) -> bool:
+        flight = self._in_flight
+        return flight is not None and flight[2] != self._seeks and flight[:2] == (tp, offset)
+
+    async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets, after which every record fetched before
+        it (or while it runs: the fetch can be ahead of the seek) is stale. Those still on
+        their way to the agent are marked so that the stream skips them, and the fetch
+        loop's bookkeeping of them is ignored."""
+        self._mark_stale()
+        await super().perform_seek()
+        self._mark_stale()
+
+    def _mark_stale(self) -> None:
+        self._seeks += 1
+        for message in self._since_seek:
+            message.generation_id = STALE
+        self._since_seek.clear()
+        self._handed_on.clear()
+
+    def has_backlog(self, tp: TP, processed: int | None) -> bool:
+        """Whether records of ``tp`` are still to come without waiting for new ones: not
+        yet fetched from Kafka (fetch position behind the partition's end, the last stable
+        offset under exactly_once), or fetched and on their way to the agent (handed on
+        after ``processed``, the offset the agent last processed). Unknown counts as a
+        backlog, except for a partition this consumer no longer has."""
+        handed = self._handed_on.get(tp)
+        if handed is not None and (processed is None or handed > processed):
+            return True
+        try:
+            client = self._thread._ensure_consumer()
+            state = client._subscription.subscription.assignment.state_value(tp)
+        except Exception:
+            return False  # not assigned (any more)
+        if state is None:
+            return False
+        end = state.lso if self.in_transaction else state.highwater
+        if end is None or end < 0 or not state.has_valid_position:
+            return True
+        return bool(state.position < end)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Faust's, with the app's handler (wait for streams, commit) first."""
