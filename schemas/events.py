@@ -8,6 +8,7 @@ output.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -23,7 +24,7 @@ from pydantic import (
 )
 
 from schemas.outputs import DeadLetter, SourcePosition
-from schemas.timefmt import parse_rfc3339, to_ms
+from schemas.timefmt import format_ms, parse_rfc3339, to_ms
 
 MAX_EVENT_BYTES = 64 * 1024
 """Records larger than this go to the dead-letter output as `too_large`."""
@@ -147,3 +148,11 @@ def parse_event(raw: bytes, source: SourcePosition) -> Event | DeadLetter:
         return DeadLetter.of(raw, source, code, message)
     except (ValueError, RecursionError) as error:  # e.g. absurd nesting
         return DeadLetter.of(raw, source, "not_json", f"not usable JSON: {type(error).__name__}")
+
+
+def encode_event(event: Event) -> bytes:
+    """The wire form of a parsed event: only the fields the schema knows (whatever else
+    the producer sent is gone), ``ts`` as RFC 3339. ``parse_event`` reads it back equal."""
+    fields = event.model_dump(mode="json", exclude_none=True)
+    fields["ts"] = format_ms(event.ts)
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()

@@ -27,19 +27,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import faust
 from faust.types import TP, Message
 
-from schemas.events import parse_event
+from schemas.events import encode_event, parse_event
 from schemas.outputs import DeadLetter, SourcePosition
-from suppressor.admission import future_dead_letter, too_far_ahead
 from streams.clock import PartitionClock
+from streams.faust_fixes import Consumer
 from streams.observe import WorkerObserver
 from streams.partition import IDLE, PartitionRuntime, Work
 from streams.sender import SourceSender
 from streams.state import PartitionKV, RocksTable
 from streams.topology import Topology
+from suppressor.admission import future_dead_letter, too_far_ahead
 from suppressor.codec import (
     action_record,
     conversion_record,
@@ -74,6 +76,7 @@ class Pipeline:
         self.now = now
         self.wall_ms = wall_ms
         self.sender = SourceSender(app)
+        self.app = app
         self.runtimes: dict[int, PartitionRuntime] = {}
         self.records = 0
         self._positions: dict[TP, int] = {}
@@ -89,12 +92,19 @@ class Pipeline:
         if message.topic == self.topology.ticks:
             await self._tick(message.tp, runtime)
             return
-        headers = _headers(message)
-        if WATERMARK in headers:
-            source = self.topology.source(int(headers[SOURCE]))
-            watermark = int(headers[WATERMARK]) if headers[WATERMARK] else None
-            await self._finish(message.tp, runtime.on_watermark(source, watermark, self.now()))
-            return
+        internal: Internal | None = None
+        if message.topic == self.topology.repartition:
+            checked = _internal_headers(message, self.topology.partitions)
+            if isinstance(checked, str):
+                dead = self._bad_internal(message, checked)
+                await self._dead_letter(message.tp, dead, message.key)
+                return
+            internal = checked
+            if internal.is_watermark:
+                source = self.topology.source(internal.source)
+                work = runtime.on_watermark(source, internal.watermark, self.now())
+                await self._finish(message.tp, work)
+                return
         position = SourcePosition(
             topic=message.topic, partition=message.partition, offset=message.offset
         )
@@ -103,8 +113,8 @@ class Pipeline:
             await self._dead_letter(message.tp, parsed, message.key)
             return
         event = event_from_wire(parsed)
-        if SOURCE in headers:  # admitted by the partition that forwarded it
-            source = self.topology.source(int(headers[SOURCE]))
+        if internal is not None:  # admitted by the partition that forwarded it
+            source = self.topology.source(internal.source)
             self.observer.on_event(message.partition, event, message.timestamp)
             await self._finish(message.tp, runtime.on_forwarded(source, event, self.now()))
             return
@@ -117,7 +127,7 @@ class Pipeline:
         owner = self.topology.partition_for(event.user_id)
         if owner != message.partition:
             runtime.observe_only(message.topic, event.ts, self.now())
-            await self._forward(message, event.user_id, owner)
+            await self._forward(message.tp, encode_event(parsed), event.user_id, owner)
             return
         self.observer.on_event(message.partition, event, message.timestamp)
         await self._finish(message.tp, runtime.on_event(message.topic, event, self.now()))
@@ -169,6 +179,7 @@ class Pipeline:
                 self.engine.policy.idle_timeout,
                 self.hybrid,
                 now,
+                lambda topic: self._has_backlog(topic, partition),
             )
             runtime = PartitionRuntime(
                 self.engine,
@@ -185,6 +196,16 @@ class Pipeline:
             )
             self.runtimes[partition] = runtime
         return runtime
+
+    def _has_backlog(self, topic: str, partition: int) -> bool:
+        """For the clock: an input topic with records still to read is never idle."""
+        if topic not in self.topology.inputs:
+            return False  # another partition's forwarding: its watermarks tell
+        consumer = self.app.consumer
+        if not isinstance(consumer, Consumer):
+            return False
+        tp = TP(topic, partition)
+        return consumer.has_backlog(tp, self._positions.get(tp))
 
     def forget_partitions(self, revoked: set[TP]) -> None:
         """Revoked partitions: their runtimes go; a later assignment rebuilds from the table."""
@@ -221,11 +242,19 @@ class Pipeline:
             for key, value in runtime.save_clock():
                 await self.sender.send(source, changelog, key, value, partition)
 
-    async def _forward(self, message: Message, user_id: str, owner: int) -> None:
-        headers = [(SOURCE, str(message.partition).encode())]
+    async def _forward(self, source: TP, value: bytes, user_id: str, owner: int) -> None:
+        """To the owner's partition: the event as parsed (known fields only, so nothing
+        personal a producer added is copied to another topic)."""
+        headers = [(SOURCE, str(source.partition).encode())]
         await self.sender.send(
-            message.tp, self.topology.repartition, user_id.encode(), message.value, owner, headers
+            source, self.topology.repartition, user_id.encode(), value, owner, headers
         )
+
+    def _bad_internal(self, message: Message, problem: str) -> DeadLetter:
+        where = SourcePosition(
+            topic=message.topic, partition=message.partition, offset=message.offset
+        )
+        return DeadLetter.of(message.value or b"", where, BAD_INTERNAL_RECORD, problem)
 
     async def _dead_letter(self, source: TP, dead: DeadLetter, key: bytes | None) -> None:
         await self.sender.send(source, self.topology.dlq, key, dead_letter_bytes(dead))
@@ -254,12 +283,36 @@ WATERMARK = "suppressor-watermark"
 """Header of a watermark record on the repartition topic: ms, or empty for unknown."""
 
 
-def _headers(message: Message) -> dict[str, bytes]:
+BAD_INTERNAL_RECORD = "bad_internal_record"
+"""Dead-letter code: a repartition-topic record whose headers this worker did not write."""
+
+
+class Internal(NamedTuple):
+    """A repartition-topic record's headers: who forwarded it, and for a watermark record
+    the watermark (ms, or None for unknown)."""
+
+    source: int
+    is_watermark: bool = False
+    watermark: int | None = None
+
+
+def _internal_headers(message: Message, partitions: int) -> Internal | str:
+    """The repartition topic's headers, checked (a string says what is wrong). Read on
+    that topic only: on an input topic they are whatever a producer put there."""
     raw = message.headers
-    if not raw:
-        return {}
-    pairs = raw.items() if isinstance(raw, Mapping) else raw
-    return {str(key): bytes(value or b"") for key, value in pairs}
+    pairs = (raw.items() if isinstance(raw, Mapping) else raw) if raw else ()
+    headers = {str(key): bytes(value or b"") for key, value in pairs}
+    if SOURCE not in headers:
+        return f"no {SOURCE} header"
+    try:
+        source = int(headers[SOURCE])
+        mark = headers.get(WATERMARK)
+        watermark = int(mark) if mark else None
+    except ValueError:
+        return f"header {SOURCE} or {WATERMARK} is not a number"
+    if not 0 <= source < partitions or source == message.partition:
+        return f"header {SOURCE} names no other partition: {source}"
+    return Internal(source, mark is not None, watermark)
 
 
 def dead_letter_bytes(dead: DeadLetter) -> bytes:

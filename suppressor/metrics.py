@@ -124,6 +124,7 @@ DLQ_CODES: tuple[str, ...] = (
     "bad_catalog_item",
     "invalid_catalog_item",
     "key_mismatch",
+    "bad_internal_record",
 )
 # Kafka transaction / delivery failures (exactly-once); see TransactionErrorLog.
 TRANSACTION_OPERATIONS: tuple[str, ...] = (

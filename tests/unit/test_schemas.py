@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ from suppressor.codec import event_from_wire
 from suppressor.domain.policy import Policy
 from suppressor.replay.run import FileSink, replay
 from tests.unit.conftest import BASE_MS, numbered, shop
+
+REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 WHERE = SourcePosition(file="events.jsonl", line=7)
 TS = "2025-01-01T00:00:00Z"
@@ -273,3 +276,30 @@ def test_timestamps_before_year_1000_are_formatted_with_four_digits() -> None:
     assert format_ms(parse_to_ms("0001-01-01T00:00:00Z")) == "0001-01-01T00:00:00Z"
     assert format_ms(parse_to_ms("0999-12-31T23:59:59.5Z")) == "0999-12-31T23:59:59.500Z"
     assert format_ms(parse_to_ms("9999-12-31T23:59:59Z")) == "9999-12-31T23:59:59Z"
+
+
+def test_encode_event_reads_back_equal_without_unknown_fields() -> None:
+    """What the worker forwards to the repartition topic: the parsed event, not the bytes."""
+    where = SourcePosition(topic="t", partition=0, offset=0)
+    lines = (REPO_EXAMPLES / "events.jsonl").read_bytes().splitlines()
+    parsed = [parse_event(line, where) for line in lines if line.strip()]
+    good = [event for event in parsed if not isinstance(event, DeadLetter)]
+    assert len(good) > 20
+    for event in good:
+        assert parse_event(wire_events.encode_event(event), where) == event
+    raw = json.dumps(
+        {
+            "event_id": "e1",
+            "type": "browse",
+            "user_id": "u1",
+            "item_id": "pen-1",
+            "ts": "2025-03-01T10:00:00.250+02:00",
+            "email": "jane@example.com",
+            "name": "Jane Doe",
+        }
+    ).encode()
+    event = parse_event(raw, where)
+    assert not isinstance(event, DeadLetter)
+    encoded = wire_events.encode_event(event)
+    assert b"jane" not in encoded.lower() and b"Doe" not in encoded
+    assert parse_event(encoded, where) == event
