@@ -303,12 +303,6 @@ def test_forget_leaves_a_tombstone_and_cancels_the_pending_basket(
 # --- crash recovery, scale-out -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN BUG (issue 4/6): after kill -9 and restart the read_committed actions differ "
-    "from replay in about 3 of 5 runs here (e.g. 158 missing, 124 extra: different decisions, "
-    "not only duplicates). Not diagnosed yet; kept running so a fix shows up as XPASS.",
-)
 def test_kill_9_mid_stream_loses_and_duplicates_nothing(
     deployment: Deployment, catalog: Path
 ) -> None:
@@ -330,12 +324,6 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(
         assert second.stop() == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN BUG (issue 4/6): when a partition changes hands mid-stream the actions can "
-    "differ from replay (seen once in 3 runs: 9 missing, 5 extra). Same class as the kill -9 "
-    "failure: state or stream time after a handoff. Kept running so a fix shows up as XPASS.",
-)
 def test_second_worker_joins_mid_stream(deployment: Deployment, catalog: Path) -> None:
     events = write_lines(
         deployment.workdir / "events.jsonl", shop_events(users=1000, events=12_000, seed=5)
