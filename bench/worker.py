@@ -453,7 +453,7 @@ async def latency_run(
     sampling = asyncio.create_task(sample_lag())
     try:
         now_ms = time.time_ns() // 1_000_000
-        for user in _one_user_per_partition(topology):  # every topic of every partition
+        for user in topology.one_user_per_partition("bench"):  # every topic of every partition
             for topic in topology.inputs:  # knows an event time from the start
                 prime = {"event_id": f"prime-{topic}-{user}", "type": "consent",
                          "user_id": user, "ts": format_ms(now_ms)}  # fmt: skip
@@ -546,16 +546,6 @@ def histogram_quantile(metrics: dict[str, float], name: str, q: float) -> float 
     return None
 
 
-def _one_user_per_partition(topology: Topology) -> list[str]:
-    found: dict[int, str] = {}
-    number = 0
-    while len(found) < topology.partitions:
-        user = f"bench-{number}"
-        found.setdefault(topology.partition_for(user), user)
-        number += 1
-    return [found[p] for p in sorted(found)]
-
-
 def measure_latency(
     deployment: Deployment, events: list[dict[str, Any]], rate: float, seconds: float
 ) -> dict[str, Any]:
@@ -605,7 +595,7 @@ def measure_restart(
         clock_changelog = deployment.topology.changelog("stream_clock")
         clock_records = len(read_topic(deployment.bootstrap, clock_changelog, settle_s=2.0))
         log_offset = worker.log_path.stat().st_size
-        probes = _one_user_per_partition(deployment.topology)
+        probes = deployment.topology.one_user_per_partition("bench")
         restarted = time.monotonic()
         worker.start()
         _feed_probes(deployment, probes)

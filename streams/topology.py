@@ -99,6 +99,16 @@ class Topology:
             ),
         ]
 
+    def one_user_per_partition(self, prefix: str) -> list[str]:
+        """``prefix-N`` user ids, the first found on each partition, in partition order."""
+        found: dict[int, str] = {}
+        number = 0
+        while len(found) < self.partitions:
+            user = f"{prefix}-{number}"
+            found.setdefault(self.partition_for(user), user)
+            number += 1
+        return [found[p] for p in sorted(found)]
+
     def partition_for(self, user_id: str) -> int:
         """The partition a producer keying by user_id puts the user on (Kafka's murmur2)."""
         return (murmur2(user_id.encode()) & 0x7FFFFFFF) % self.partitions

@@ -122,13 +122,7 @@ class Deployment:
 
 def sentinel_users(topology: Topology) -> list[str]:
     """One user id per partition."""
-    found: dict[int, str] = {}
-    number = 0
-    while len(found) < topology.partitions:
-        user = f"sentinel-{number}"
-        found.setdefault(topology.partition_for(user), user)
-        number += 1
-    return [found[p] for p in sorted(found)]
+    return topology.one_user_per_partition("sentinel")
 
 
 def _lines(path: Path) -> list[bytes]:
