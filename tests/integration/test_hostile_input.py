@@ -1,4 +1,4 @@
-"""The fault suite's hostile-input and erasure scenarios at CI size (``faults/``).
+"""The fault suite's hostile-input, forged-header and erasure scenarios at CI size (``faults/``).
 
 ``make faults`` runs them at full scale (100,000 hostile records) on a broker of its own
 and writes RELIABILITY.md; here they run at ``small`` scale on the session's broker, so CI
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from faults import erasure, hostile
+from faults import erasure, headers, hostile
 from faults.harness import Context, Outcome
 
 
@@ -37,4 +37,10 @@ def test_hostile_input_at_small_scale(kafka_bootstrap: str, tmp_path: Path) -> N
 @pytest.mark.timeout(300)
 def test_erasure_at_small_scale(kafka_bootstrap: str, tmp_path: Path) -> None:
     outcome = erasure.run(_context(kafka_bootstrap, tmp_path, "erasure"))
+    assert outcome.passed, _explain(outcome)
+
+
+@pytest.mark.timeout(300)
+def test_forged_internal_headers_at_small_scale(kafka_bootstrap: str, tmp_path: Path) -> None:
+    outcome = headers.run(_context(kafka_bootstrap, tmp_path, "headers"))
     assert outcome.passed, _explain(outcome)
