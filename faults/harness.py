@@ -139,7 +139,9 @@ def run_scenarios(
 ) -> list[Outcome]:
     """Start the broker, run each scenario (an exception is a failed outcome), stop it."""
     VAR.mkdir(parents=True, exist_ok=True)
-    broker = LocalBroker(VAR / "kafka")
+    port = int(os.environ.get("FAULTS_KAFKA_PORT", BROKER_PORT))  # two suites side by side
+    data_dir = VAR / ("kafka" if port == BROKER_PORT else f"kafka-{port}")
+    broker = LocalBroker(data_dir, port, port + 1)
     if fresh:
         broker.stop()  # a broker left over from a killed run
         shutil.rmtree(broker.data_dir, ignore_errors=True)
