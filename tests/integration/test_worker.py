@@ -57,10 +57,25 @@ def expected_and_until(
     return expected, until
 
 
-def assert_same_actions(deployment: Deployment, expected: dict[str, dict[str, Any]]) -> None:
-    actual = by_action_id(deployment.actions(at_least=len(expected)))  # no duplicates either
+def assert_same_actions(
+    deployment: Deployment,
+    expected: dict[str, dict[str, Any]],
+    *workers: WorkerProcess,
+    timeout_s: float = 300.0,
+) -> None:
+    """The read_committed actions equal ``expected``. Waits up to ``timeout_s`` for them all
+    (a bound on waiting on a loaded machine, not a performance check); on a mismatch the
+    message shows how far each worker's stream time got (slow, or stuck?)."""
+    found = deployment.actions(at_least=len(expected), timeout_s=timeout_s)
+    actual = by_action_id(found)  # no duplicates either
     missing, extra = expected.keys() - actual.keys(), actual.keys() - expected.keys()
-    assert not missing and not extra, f"{len(missing)} missing, {len(extra)} extra"
+    if missing or extra:
+        latest = max((expected[a]["ts"] for a in missing), default=None)
+        progress = {w.name: (w.health() or {}).get("stream_time") for w in workers}
+        raise AssertionError(
+            f"{len(missing)} missing (latest dated {latest}), {len(extra)} extra; "
+            f"workers' stream time: {progress}"
+        )
     assert actual == expected
 
 
@@ -318,7 +333,7 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(
     first.kill()
     second = WorkerProcess(deployment, "killed").start()  # same data dir: dirty state wiped
     try:
-        assert_same_actions(deployment, expected)
+        assert_same_actions(deployment, expected, second)
         assert "wiped" in second.log_text()
     finally:
         assert second.stop() == 0
@@ -337,7 +352,7 @@ def test_second_worker_joins_mid_stream(deployment: Deployment, catalog: Path) -
     try:
         _wait_for_progress(first, records=3_000)
         second.start()
-        assert_same_actions(deployment, expected)
+        assert_same_actions(deployment, expected, first, second)
         first.assert_alive()
         second.assert_alive()
         assert second.wait_healthy()["partitions"], "the second worker took over partitions"
