@@ -6,13 +6,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from faults import erasure, headers, hostile
+from faults import broker_restart, burst, crash, erasure, headers, hostile, rebalance_storm
 from faults.harness import REPORT, Scenario, run_scenarios, write_report
 
 SCENARIOS: dict[str, Scenario] = {
     "hostile": hostile.run,
     "erasure": erasure.run,
     "headers": headers.run,
+    "crash": crash.run,
+    "broker_restart": broker_restart.run,
+    "rebalance_storm": rebalance_storm.run,
+    "burst": burst.run,
 }
 """Every scenario, in run order: name -> ``run(ctx) -> Outcome``."""
 

@@ -1,0 +1,433 @@
+"""Shared by the crash, broker-restart, rebalance-storm and burst scenarios: a synthetic
+stream and its replay, paced feeding, consumer-group lag, RSS sampling, and the comparison
+of the actions read ``read_committed`` with replay's (lost, duplicated, changed, extra).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient
+
+from faults.harness import Context
+from streams.feed import producer, route_by_type
+from tests.integration.worker_helpers import (
+    TEST_POLICY,
+    Deployment,
+    WorkerProcess,
+    last_ts,
+    replay_actions,
+    rfc3339,
+    sentinel_users,
+    shop_events,
+    write_catalog,
+    write_lines,
+)
+
+POLICY = ", ".join(f"`{line}`" for line in TEST_POLICY.splitlines() if line.strip())
+"""The tests' policy the scenarios' workers run with, for the methods' text."""
+DEADLINES_PASSED = timedelta(days=2)
+"""replay's --until and the sentinels' ts: past every basket deadline of the input."""
+
+
+# --- the input and what replay makes of it -----------------------------------------------
+
+
+@dataclass
+class Stream:
+    lines: list[bytes]
+    path: Path
+    catalog: Path
+    until: str
+    expected: dict[str, dict[str, Any]]
+    replay_s: float
+
+
+def synthetic_stream(
+    ctx: Context,
+    deployment: Deployment,
+    *,
+    events: int,
+    users: int,
+    seed: int,
+    replay: bool = True,
+) -> Stream:
+    """``events`` shop events (``shop_events``), the catalog, and replay's actions."""
+    workdir = deployment.workdir
+    catalog = write_catalog(workdir / "catalog.jsonl")
+    path = write_lines(workdir / "events.jsonl", shop_events(users, events, seed=seed))
+    until = rfc3339(last_ts(path) + DEADLINES_PASSED)
+    started = time.monotonic()
+    expected = (
+        replay_actions(path, catalog, deployment.policy_path, until, workdir) if replay else {}
+    )
+    replay_s = time.monotonic() - started
+    ctx.log(f"{events:,} events, replay: {len(expected):,} actions in {replay_s:.0f}s")
+    lines = path.read_bytes().splitlines()
+    return Stream(lines, path, catalog, until, expected, replay_s)
+
+
+def sentinel_lines(deployment: Deployment, until: str) -> list[bytes]:
+    """``Deployment.feed_sentinels`` as lines, to send after the events on one producer."""
+    return [
+        json.dumps(
+            {"event_id": f"sentinel-{user}", "type": "consent", "user_id": user, "ts": until}
+        ).encode()
+        for user in sentinel_users(deployment.topology)
+    ]
+
+
+# --- feeding --------------------------------------------------------------------------------
+
+
+class Feeder:
+    """Sends event lines to their input topics (keyed by user, as ``streams.feed`` does) at a
+    given rate, in this thread or a background one; the JSON is parsed before the clock
+    starts so a high rate is not limited by parsing."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.routes = route_by_type(deployment.topology.inputs)
+        self.sent = 0
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def _prepared(self, lines: Sequence[bytes]) -> list[tuple[str, bytes, bytes]]:
+        prepared = []
+        for line in lines:
+            event = json.loads(line)
+            prepared.append((self.routes[event["type"]], str(event["user_id"]).encode(), line))
+        return prepared
+
+    def send(self, lines: Sequence[bytes], rate: float | None = None) -> float:
+        """Send ``lines`` (at most ``rate`` per second); the seconds it took."""
+        prepared = self._prepared(lines)
+        kafka = producer(self.deployment.bootstrap, self.deployment.client_config)
+        started = time.monotonic()
+        try:
+            for number, (topic, key, value) in enumerate(prepared):
+                kafka.send(topic, key=key, value=value)
+                self.sent += 1
+                if rate and number % 50 == 0:
+                    ahead = started + number / rate - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
+            kafka.flush()
+        finally:
+            kafka.close()
+        return time.monotonic() - started
+
+    def blast(self, lines: Sequence[bytes], workdir: Path) -> float:
+        """Send ``lines`` as fast as the machine allows: one ``kcat`` (librdkafka, C) per input
+        topic in parallel, keyed by user and partitioned like the Java client (murmur2) as
+        the Python producer does; the seconds from the first send to the last ack."""
+        kcat = shutil.which("kcat")
+        if kcat is None:  # `make tools` installs it
+            return self.send(lines)
+        by_topic: dict[str, list[bytes]] = {}
+        for topic, key, value in self._prepared(lines):
+            by_topic.setdefault(topic, []).append(key + b"\t" + value)
+        files = []
+        for number, (topic, records) in enumerate(sorted(by_topic.items())):
+            path = workdir / f"blast-{number}.tsv"
+            path.write_bytes(b"\n".join(records) + b"\n")
+            files.append((topic, path))
+        started = time.monotonic()
+        processes = [
+            subprocess.Popen(
+                [kcat, "-P", "-b", self.deployment.bootstrap, "-t", topic, "-K", "\t",
+                 "-X", "topic.partitioner=murmur2_random", "-X", "linger.ms=20", "-l", str(path)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for topic, path in files
+        ]  # fmt: skip
+        for process in processes:
+            _, error = process.communicate(timeout=300)
+            if process.returncode != 0:
+                raise RuntimeError(f"kcat failed: {error.decode(errors='replace')[-500:]}")
+        self.sent += len(lines)
+        return time.monotonic() - started
+
+    def start(self, lines: Sequence[bytes], rate: float | None = None) -> Feeder:
+        def work() -> None:
+            try:
+                self.send(lines, rate)
+            except BaseException as error:  # reported by join()
+                self.error = error
+
+        self._thread = threading.Thread(target=work, name="feeder", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def join(self, timeout_s: float = 600) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self.error is not None:
+            raise self.error
+
+
+# --- lag ------------------------------------------------------------------------------------
+
+
+class Lag:
+    """End offsets of the input topics minus the worker group's committed offsets."""
+
+    def __init__(self, deployment: Deployment, topics: Iterable[str] | None = None) -> None:
+        self.group = deployment.settings.app_id
+        config = dict(deployment.client_config)
+        self.admin = KafkaAdminClient(bootstrap_servers=deployment.bootstrap, **config)
+        self.consumer = KafkaConsumer(bootstrap_servers=deployment.bootstrap, **config)
+        names = tuple(topics or deployment.topology.inputs)
+        self.partitions = [
+            TopicPartition(topic, p)
+            for topic in names
+            for p in range(deployment.partitions)  # the Deployment made them all
+        ]
+
+    def end(self) -> int:
+        return sum(self.consumer.end_offsets(self.partitions).values())
+
+    def committed(self) -> int:
+        try:
+            found = self.admin.list_group_offsets({self.group: None}).get(self.group, {})
+        except Exception:  # no group yet, or its coordinator is moving
+            return -1
+        wanted = set(self.partitions)
+        return sum(meta.offset for tp, meta in found.items() if tp in wanted and meta.offset > 0)
+
+    def lag(self) -> int:
+        committed = self.committed()
+        return -1 if committed < 0 else self.end() - committed
+
+    def close(self) -> None:
+        self.admin.close()
+        self.consumer.close()
+
+
+def wait_caught_up(
+    lag: Lag,
+    workers: Sequence[WorkerProcess],
+    timeout_s: float,
+    check_alive: bool = True,
+    stall_s: float = 120.0,
+) -> float | None:
+    """Seconds until the group's committed offsets reach the input topics' end (None: not
+    within ``timeout_s``, or no progress at all for ``stall_s``)."""
+    started = last_move = time.monotonic()
+    last = None
+    while time.monotonic() - started < timeout_s:
+        if check_alive:
+            for worker in workers:
+                worker.assert_alive()
+        behind = lag.lag()
+        if behind == 0:
+            return time.monotonic() - started
+        if behind != last:
+            last, last_move = behind, time.monotonic()
+        elif time.monotonic() - last_move > stall_s:
+            return None
+        time.sleep(0.5)
+    return None
+
+
+# --- the worker -----------------------------------------------------------------------------
+
+
+def processed(worker: WorkerProcess) -> int | None:
+    health = worker.health()
+    return None if health is None else int(health.get("records_processed", 0))
+
+
+@dataclass
+class Restart:
+    """Seconds from the (re)start of a worker process until it answered /health, said ok,
+    and had processed a record."""
+
+    answered_s: float | None = None
+    healthy_s: float | None = None
+    processing_s: float | None = None
+
+
+def time_restart(worker: WorkerProcess, timeout_s: float = 180, processing: bool = True) -> Restart:
+    """Call right after ``worker.start()``; with ``processing``, also waits for a record."""
+    started = time.monotonic()
+    result = Restart()
+    while time.monotonic() - started < timeout_s:
+        worker.assert_alive()
+        health = worker.health()
+        now = time.monotonic() - started
+        if health is not None:
+            result.answered_s = result.answered_s or now
+            if health.get("status") == "ok" and result.healthy_s is None:
+                result.healthy_s = now
+            if health.get("records_processed", 0) > 0 and result.processing_s is None:
+                result.processing_s = now
+        if result.healthy_s is not None and (result.processing_s is not None or not processing):
+            break
+        time.sleep(0.1)
+    return result
+
+
+def vm_rss_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class RssSampler:
+    """VmRSS of one process every ``interval_s``, in a background thread, with a phase label."""
+
+    def __init__(self, pid: int, interval_s: float = 0.5) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.phase = "start"
+        self.samples: list[tuple[float, str, int]] = []  # (monotonic, phase, kB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss = vm_rss_kb(self.pid)
+            if rss is not None:
+                self.samples.append((time.monotonic(), self.phase, rss))
+            self._stop.wait(self.interval_s)
+
+    def start(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def of(self, *phases: str) -> list[int]:
+        return [kb for _, phase, kb in self.samples if phase in phases]
+
+
+def log_excerpt(worker: WorkerProcess, limit: int = 12) -> str:
+    """The worker log's error lines (tracebacks, ERROR, CRITICAL), the last ``limit``."""
+    lines = worker.log_text().splitlines() if worker.log_path.exists() else []
+    wanted = [
+        line
+        for line in lines
+        if "ERROR" in line or "CRITICAL" in line or "Traceback" in line or "Error:" in line
+    ]
+    return "\n".join(wanted[-limit:])
+
+
+# --- comparison with replay -------------------------------------------------------------------
+
+
+@dataclass
+class Comparison:
+    """The actions read (``read_committed``) against replay's, by ``action_id``."""
+
+    expected: int
+    read: int
+    distinct: int
+    lost: list[str] = field(default_factory=list)
+    """In replay, never read."""
+    extra: list[str] = field(default_factory=list)
+    """Read, not in replay."""
+    duplicated: int = 0
+    """Copies read beyond the first of an action_id."""
+    duplicated_ids: int = 0
+    changed: list[str] = field(default_factory=list)
+    """action_ids of which a copy differs in content from replay's action."""
+
+    @property
+    def exact(self) -> bool:
+        return not (self.lost or self.extra or self.duplicated or self.changed)
+
+    @property
+    def same_ids_and_content(self) -> bool:
+        """At-least-once: duplicates allowed, but only of replay's actions, unchanged."""
+        return not (self.lost or self.extra or self.changed)
+
+    def figures(self, prefix: str = "") -> dict[str, Any]:
+        return {
+            f"{prefix}actions expected (replay)": self.expected,
+            f"{prefix}actions read (read_committed)": self.read,
+            f"{prefix}lost (in replay, not read)": len(self.lost),
+            f"{prefix}duplicated (copies beyond the first)": self.duplicated,
+            f"{prefix}changed (same action_id, other content)": len(self.changed),
+            f"{prefix}extra (action_id not in replay)": len(self.extra),
+        }
+
+    def describe(self) -> str:
+        parts = [
+            f"{len(self.lost)} lost",
+            f"{self.duplicated} duplicated copies ({self.duplicated_ids} action_ids)",
+            f"{len(self.changed)} changed",
+            f"{len(self.extra)} extra",
+        ]
+        samples = [f"lost e.g. {self.lost[:3]}" if self.lost else ""]
+        samples.append(f"extra e.g. {self.extra[:3]}" if self.extra else "")
+        samples.append(f"changed e.g. {self.changed[:3]}" if self.changed else "")
+        return ", ".join(parts) + "".join(f"; {s}" for s in samples if s)
+
+
+def compare(expected: dict[str, dict[str, Any]], actions: Sequence[dict[str, Any]]) -> Comparison:
+    counts = Counter(a["action_id"] for a in actions)
+    changed = sorted(
+        {a["action_id"] for a in actions if a["action_id"] in expected}
+        & {a["action_id"] for a in actions if a != expected.get(a["action_id"])}
+    )
+    return Comparison(
+        expected=len(expected),
+        read=len(actions),
+        distinct=len(counts),
+        lost=sorted(expected.keys() - counts.keys()),
+        extra=sorted(counts.keys() - expected.keys()),
+        duplicated=sum(n - 1 for n in counts.values()),
+        duplicated_ids=sum(1 for n in counts.values() if n > 1),
+        changed=changed,
+    )
+
+
+def read_actions(
+    deployment: Deployment, expected: int, timeout_s: float, settle_s: float = 5.0
+) -> list[dict[str, Any]]:
+    return deployment.actions(at_least=expected, timeout_s=timeout_s, settle_s=settle_s)
+
+
+def seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def summary(values: Iterable[float | None]) -> str:
+    """min / median / max of the values that are there (``n/a`` when none)."""
+    known = sorted(v for v in values if v is not None)
+    if not known:
+        return "n/a"
+    middle = known[len(known) // 2]
+    return f"{known[0]:.1f} / {middle:.1f} / {known[-1]:.1f}"
+
+
+def chunks(lines: Sequence[bytes], *sizes: int) -> Iterator[Sequence[bytes]]:
+    """Consecutive slices of ``lines`` of the given sizes, then the rest."""
+    start = 0
+    for size in sizes:
+        yield lines[start : start + size]
+        start += size
+    yield lines[start:]
