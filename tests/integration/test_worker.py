@@ -341,7 +341,7 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(
 
 @pytest.mark.xfail(
     strict=False,
-    reason="KNOWN BUG (issue 4): in 2 of 4 runs under a loaded machine (both full CI runs) the "
+    reason="KNOWN BUG (issue 4): in 2 of 5 runs (2 of 3 full CI runs, on a loaded machine) the "
     "same 5 last actions of the stream were missing, 0 extra, with every partition's stream time "
     "at the end: records lost at the hand-over, not slowness. Passed alone twice. Kept running "
     "so a fix shows as XPASS.",
