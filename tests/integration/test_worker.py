@@ -321,13 +321,7 @@ def test_forget_leaves_a_tombstone_and_cancels_the_pending_basket(
 def test_kill_9_mid_stream_loses_and_duplicates_nothing(
     deployment: Deployment, catalog: Path
 ) -> None:
-    events = write_lines(
-        deployment.workdir / "events.jsonl", shop_events(users=2000, events=20_000, seed=3)
-    )
-    expected, until = expected_and_until(deployment, events, catalog)
-    deployment.feed_catalog(catalog)
-    deployment.feed_events(events.read_bytes().splitlines())
-    deployment.feed_sentinels(until)
+    expected = _waiting_stream(deployment, catalog, users=2000, events=20_000, seed=3)
     first = WorkerProcess(deployment, "killed").start()
     _wait_for_progress(first, records=6_000)
     first.kill()
@@ -347,13 +341,7 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(
     "so a fix shows as XPASS.",
 )
 def test_second_worker_joins_mid_stream(deployment: Deployment, catalog: Path) -> None:
-    events = write_lines(
-        deployment.workdir / "events.jsonl", shop_events(users=1000, events=12_000, seed=5)
-    )
-    expected, until = expected_and_until(deployment, events, catalog)
-    deployment.feed_catalog(catalog)
-    deployment.feed_events(events.read_bytes().splitlines())
-    deployment.feed_sentinels(until)
+    expected = _waiting_stream(deployment, catalog, users=1000, events=12_000, seed=5)
     first = WorkerProcess(deployment, "first").start()
     second = WorkerProcess(deployment, "second")
     try:
@@ -367,6 +355,21 @@ def test_second_worker_joins_mid_stream(deployment: Deployment, catalog: Path) -
         assert first.stop() == 0
         if second.process is not None:
             assert second.stop() == 0
+
+
+def _waiting_stream(
+    deployment: Deployment, catalog: Path, users: int, events: int, seed: int
+) -> dict[str, dict[str, Any]]:
+    """Synthetic events, the catalog and the sentinels put in the topics before any worker
+    starts; replay's actions for them."""
+    path = write_lines(
+        deployment.workdir / "events.jsonl", shop_events(users=users, events=events, seed=seed)
+    )
+    expected, until = expected_and_until(deployment, path, catalog)
+    deployment.feed_catalog(catalog)
+    deployment.feed_events(path.read_bytes().splitlines())
+    deployment.feed_sentinels(until)
+    return expected
 
 
 def _wait_for_progress(worker: WorkerProcess, records: int, timeout_s: float = 120) -> None:
