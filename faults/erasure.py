@@ -19,7 +19,7 @@ from typing import Any
 from rocksdict import AccessType, Options, Rdict
 
 from faults.harness import Context, Outcome
-from suppressor.codec import state_from_bytes
+from streams.state import user_state_of
 from tests.integration.worker_helpers import (
     WorkerProcess,
     replay_actions,
@@ -191,7 +191,7 @@ def _fresh(raw: bytes | None) -> bool:
     """A returning user's state: a prospect who browsed once, nothing from before."""
     if raw is None:
         return True
-    state = state_from_bytes(raw)
+    state = user_state_of(raw)
     return not (
         state.customer
         or state.purchased

@@ -35,6 +35,8 @@ def run(ctx: Context) -> Outcome:
     mine = topology.partition_for(user)
     other = str((mine + 1) % topology.partitions).encode()
     source, watermark = "suppressor-source", "suppressor-watermark"
+    origin = "suppressor-origin"
+    inputs, repartition = topology.inputs[0], topology.repartition
     cases: list[tuple[str, bytes, list[tuple[str, bytes]], str]] = [
         (f"far-future event, forged {source}", _event(1, user), [(source, other)], FUTURE),
         (
@@ -45,6 +47,18 @@ def run(ctx: Context) -> Outcome:
         ),
         (f"'{{}}' with only a {watermark} header", b"{}", [(watermark, b"abc")], "missing_type"),
         (f"'[1]' with a non-numeric {source}", b"[1]", [(source, b"abc")], "not_object"),
+        (
+            f"repartition topic: event with a malformed {origin}",
+            _event(3, user),
+            [(source, other), (origin, b"0.x.12")],
+            "bad_internal_record",
+        ),
+        (
+            f"repartition topic: event whose {origin} is not from {source}",
+            _event(4, user),
+            [(source, other), (origin, f"0.{mine}.12".encode())],
+            "bad_internal_record",
+        ),
     ]
     figures: dict[str, Any] = {}
     failures: list[str] = []
@@ -55,8 +69,9 @@ def run(ctx: Context) -> Outcome:
         kafka = KafkaProducer(bootstrap_servers=[ctx.bootstrap])
         sent = {}
         for label, value, headers, code in cases:
+            topic = repartition if label.startswith("repartition topic") else inputs
             meta = kafka.send(
-                topology.inputs[0], key=user.encode(), value=value, headers=headers, partition=mine
+                topic, key=user.encode(), value=value, headers=headers, partition=mine
             ).get(timeout=30)
             sent[(meta.topic, meta.partition, meta.offset)] = (label, code)
             time.sleep(2)
@@ -125,8 +140,11 @@ METHOD = """
   input topic, on the partition of their user, two seconds apart, each with headers a
   producer should not be able to use to steer the worker: far-future events (2030) with a
   forged `suppressor-source` (and a huge `suppressor-watermark`), `{}` with a non-numeric
-  `suppressor-watermark` and no source, `[1]` with a non-numeric `suppressor-source`.
+  `suppressor-watermark` and no source, `[1]` with a non-numeric `suppressor-source`; and
+  two events on the worker's own repartition topic whose `suppressor-origin` (where a
+  forwarded event was first read) is malformed or names another partition than its source.
 - Expected: each in `events.dlq` at its position with the code it would get without the
-  headers (`future_timestamp`, `missing_type`, `not_object`); no `Crashed` line in the log;
-  the worker alive; SIGTERM stops it with status 0 within 60 s.
+  headers (`future_timestamp`, `missing_type`, `not_object`), and `bad_internal_record` for
+  the two on the repartition topic; no `Crashed` line in the log; the worker alive; SIGTERM
+  stops it with status 0 within 60 s.
 """

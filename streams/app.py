@@ -203,6 +203,7 @@ def _pages(app: SuppressorApp) -> None:
             "metrics_health": verdict.body(),
             "partitions": sorted(pipeline.runtimes),
             "records_processed": pipeline.records,
+            "redelivered_skipped": pipeline.redelivered,
             "stream_time": {
                 p: None if r.clock.time == NO_TIME else format_ms(r.clock.time)
                 for p, r in sorted(pipeline.runtimes.items())

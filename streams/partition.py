@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from streams.clock import PartitionClock
-from streams.state import ClockStore, PartitionKV, UserStateStore, Write
+from streams.state import ClockStore, Origin, PartitionKV, UserStateStore, Write
 from suppressor.domain.engine import Engine, Output
 from suppressor.domain.model import Event
 from suppressor.domain.processor import Processor
@@ -30,6 +30,8 @@ class Work:
     output: Output
     stream_time: int
     state_writes: list[Write] = field(default_factory=list)
+    redelivered: bool = False
+    """The event was in the user's state already (read again after a crash): skipped."""
 
 
 class PartitionRuntime:
@@ -40,29 +42,33 @@ class PartitionRuntime:
         clocks: PartitionKV,
         clock: PartitionClock,
         now: float,
+        track_origins: bool = False,
     ) -> None:
         self.partition = users.partition
         self.users = users
         self.clocks = clocks
         self.clock = clock
         self.clock_store = ClockStore(clocks)
-        self.processor = Processor(engine, UserStateStore(users))
+        self.store = UserStateStore(users, track_origins)
+        self.processor = Processor(engine, self.store)
         snapshot = self.clock_store.load()
         if snapshot is not None:
             clock.restore(snapshot, now)
         self._saved_snapshot = snapshot
         self.tracked_users = self.processor.rebuild_index()
 
-    def on_event(self, topic: str, event: Event, now: float) -> Work:
-        """An event read from input ``topic``."""
+    def on_event(self, topic: str, event: Event, now: float, origin: Origin | None = None) -> Work:
+        """An event read from input ``topic`` at ``origin`` (see UserStateStore)."""
         self.clock.observe(topic, event.ts, now)
-        return self._process(event, now)
+        return self._process(event, now, origin)
 
-    def on_forwarded(self, source: str, event: Event, now: float) -> Work:
+    def on_forwarded(
+        self, source: str, event: Event, now: float, origin: Origin | None = None
+    ) -> Work:
         """An event another partition forwarded: only that partition's watermarks say how
         far its forwarding has got (it merges several topics), so the ts is not observed."""
         self.clock.touch(source, now)
-        return self._process(event, now)
+        return self._process(event, now, origin)
 
     def on_watermark(self, source: str, watermark: int | None, now: float) -> Work:
         """Everything ``source`` will still forward here has ts >= watermark (give or take
@@ -86,9 +92,20 @@ class PartitionRuntime:
             return IDLE
         return self.clock.event_time(now, inputs)
 
-    def _process(self, event: Event, now: float) -> Work:
+    def _process(self, event: Event, now: float, origin: Origin | None) -> Work:
         stream_time = self.clock.advance(now)
-        return self._work(self.processor.on_event(event, stream_time), stream_time)
+        store = self.store
+        if origin is None or not store.track_origins:
+            return self._work(self.processor.on_event(event, stream_time), stream_time)
+        if store.applied(event.user_id, origin):
+            work = self._work(self.processor.advance_to(stream_time), stream_time)
+            work.redelivered = True
+            return work
+        store.origin = (event.user_id, origin)
+        try:
+            return self._work(self.processor.on_event(event, stream_time), stream_time)
+        finally:
+            store.origin = None
 
     def save_clock(self) -> list[Write]:
         """The clock's changelog records when it moved since the last save.

@@ -39,7 +39,7 @@ from streams.faust_fixes import Consumer
 from streams.observe import WorkerObserver
 from streams.partition import IDLE, PartitionRuntime, Work
 from streams.sender import SourceSender
-from streams.state import PartitionKV, RocksTable
+from streams.state import DeferredWrites, Origin, PartitionKV, RocksTable
 from streams.topology import Topology
 from suppressor.admission import future_dead_letter, too_far_ahead
 from suppressor.codec import (
@@ -79,7 +79,11 @@ class Pipeline:
         self.app = app
         self.runtimes: dict[int, PartitionRuntime] = {}
         self.records = 0
+        self.redelivered = 0
         self._positions: dict[TP, int] = {}
+        self._input_index = {topic: i for i, topic in enumerate(topology.inputs)}
+        self.at_least_once = not app.in_transaction
+        self._deferred: dict[int, DeferredWrites] = {}
         self.policy_version = engine.policy.version
 
     # --- records ---------------------------------------------------------------------
@@ -94,7 +98,9 @@ class Pipeline:
             return
         internal: Internal | None = None
         if message.topic == self.topology.repartition:
-            checked = _internal_headers(message, self.topology.partitions)
+            checked = _internal_headers(
+                message, self.topology.partitions, len(self.topology.inputs)
+            )
             if isinstance(checked, str):
                 dead = self._bad_internal(message, checked)
                 await self._dead_letter(message.tp, dead, message.key)
@@ -115,8 +121,10 @@ class Pipeline:
         event = event_from_wire(parsed)
         if internal is not None:  # admitted by the partition that forwarded it
             source = self.topology.source(internal.source)
-            self.observer.on_event(message.partition, event, message.timestamp)
-            await self._finish(message.tp, runtime.on_forwarded(source, event, self.now()))
+            work = runtime.on_forwarded(source, event, self.now(), internal.origin)
+            if not work.redelivered:
+                self.observer.on_event(message.partition, event, message.timestamp)
+            await self._finish(message.tp, work)
             return
         skew = self.engine.policy.max_future_skew
         reference = self.wall_ms()
@@ -125,12 +133,16 @@ class Pipeline:
             await self._dead_letter(message.tp, dead, message.key)
             return
         owner = self.topology.partition_for(event.user_id)
+        origin = (f"{self._input_index[message.topic]}.{message.partition}", message.offset)
         if owner != message.partition:
             runtime.observe_only(message.topic, event.ts, self.now())
-            await self._forward(message.tp, encode_event(parsed), event.user_id, owner)
+            value = encode_event(parsed)
+            await self._forward(message.tp, value, event.user_id, owner, origin)
             return
-        self.observer.on_event(message.partition, event, message.timestamp)
-        await self._finish(message.tp, runtime.on_event(message.topic, event, self.now()))
+        work = runtime.on_event(message.topic, event, self.now(), origin)
+        if not work.redelivered:
+            self.observer.on_event(message.partition, event, message.timestamp)
+        await self._finish(message.tp, work)
 
     async def _tick(self, source: TP, runtime: PartitionRuntime) -> None:
         """Advance by the wall clock, and tell every other partition how far this one's
@@ -187,6 +199,7 @@ class Pipeline:
                 PartitionKV(self.clocks, partition),
                 clock,
                 now,
+                track_origins=self.at_least_once,
             )
             log.info(
                 "partition %d: %d users with pending work indexed, stream time %d",
@@ -214,14 +227,22 @@ class Pipeline:
             if tp.topic in mine:
                 self.runtimes.pop(tp.partition, None)
                 self._positions.pop(tp, None)
+                self._deferred.pop(tp.partition, None)  # the commit before the revoke sent them
 
     # --- sends -------------------------------------------------------------------------
 
     async def _finish(self, source: TP, work: Work) -> None:
         partition = source.partition
         send = self.sender.send
-        for key, value in work.state_writes:
-            await send(source, self.users.changelog_topic.get_topic_name(), key, value, partition)
+        if work.redelivered:
+            self.redelivered += 1
+        if self.at_least_once:
+            if work.state_writes:
+                self._deferred.setdefault(partition, DeferredWrites()).add(work.state_writes)
+        else:
+            changelog = self.users.changelog_topic.get_topic_name()
+            for key, value in work.state_writes:
+                await send(source, changelog, key, value, partition)
         version = self.policy_version
         for action in work.output.actions:
             value = dumps(action_record(action, version)).encode()
@@ -235,17 +256,39 @@ class Pipeline:
         self.observer.on_work(self.runtimes[partition], work)
 
     async def before_commit(self) -> None:
-        """Each partition's moved clock goes into the transaction about to commit."""
+        """Each partition's moved clock goes into the transaction about to commit.
+
+        At least once, the users' changelog records held back since the last commit go
+        first, and only once every output sent so far is delivered: a state in the
+        changelog then never holds an event whose actions could still be lost. After a
+        crash, the records since the committed offsets are read again; those already in
+        a user's restored state are skipped (UserStateStore ``applied``), the others are
+        processed on the state they were first processed on, so their actions come out
+        again with the same ids, as duplicates. The clock follows the states it goes
+        with. The commit itself (Faust's) flushes again before committing offsets."""
+        if self.at_least_once and any(self._deferred.values()):
+            producer = self.app.producer
+            await producer.flush()
+            changelog = self.users.changelog_topic.get_topic_name()
+            for partition, writes in self._deferred.items():
+                for key, value in writes.drain():
+                    await self.sender.send_plain(changelog, key, value, partition)
+            await producer.flush()
         changelog = self.clocks.changelog_topic.get_topic_name()
         for partition, runtime in list(self.runtimes.items()):
             source = TP(self.topology.ticks, partition)  # any of the partition's topics will do
             for key, value in runtime.save_clock():
                 await self.sender.send(source, changelog, key, value, partition)
 
-    async def _forward(self, source: TP, value: bytes, user_id: str, owner: int) -> None:
+    async def _forward(
+        self, source: TP, value: bytes, user_id: str, owner: int, origin: Origin
+    ) -> None:
         """To the owner's partition: the event as parsed (known fields only, so nothing
-        personal a producer added is copied to another topic)."""
-        headers = [(SOURCE, str(source.partition).encode())]
+        personal a producer added is copied to another topic), and where it was read."""
+        headers = [
+            (SOURCE, str(source.partition).encode()),
+            (ORIGIN, f"{origin[0]}.{origin[1]}".encode()),
+        ]
         await self.sender.send(
             source, self.topology.repartition, user_id.encode(), value, owner, headers
         )
@@ -281,6 +324,8 @@ SOURCE = "suppressor-source"
 """Header of a repartition record: the partition that forwarded it."""
 WATERMARK = "suppressor-watermark"
 """Header of a watermark record on the repartition topic: ms, or empty for unknown."""
+ORIGIN = "suppressor-origin"
+"""Header of a forwarded event: where it was read, ``<input index>.<partition>.<offset>``."""
 
 
 BAD_INTERNAL_RECORD = "bad_internal_record"
@@ -294,9 +339,10 @@ class Internal(NamedTuple):
     source: int
     is_watermark: bool = False
     watermark: int | None = None
+    origin: Origin | None = None
 
 
-def _internal_headers(message: Message, partitions: int) -> Internal | str:
+def _internal_headers(message: Message, partitions: int, inputs: int) -> Internal | str:
     """The repartition topic's headers, checked (a string says what is wrong). Read on
     that topic only: on an input topic they are whatever a producer put there."""
     raw = message.headers
@@ -312,7 +358,16 @@ def _internal_headers(message: Message, partitions: int) -> Internal | str:
         return f"header {SOURCE} or {WATERMARK} is not a number"
     if not 0 <= source < partitions or source == message.partition:
         return f"header {SOURCE} names no other partition: {source}"
-    return Internal(source, mark is not None, watermark)
+    origin: Origin | None = None
+    if ORIGIN in headers:
+        parts = headers[ORIGIN].split(b".")
+        if len(parts) != 3 or not all(part.isdigit() for part in parts):
+            return f"header {ORIGIN} is not <input>.<partition>.<offset>"
+        index, partition, offset = (int(part) for part in parts)
+        if index >= inputs or partition != source:
+            return f"header {ORIGIN} names no input partition of {SOURCE}: {headers[ORIGIN]!r}"
+        origin = (f"{index}.{partition}", offset)
+    return Internal(source, mark is not None, watermark, origin)
 
 
 def dead_letter_bytes(dead: DeadLetter) -> bytes:

@@ -67,7 +67,9 @@ class SourceSender:
         )
         asyncio.ensure_future(future).add_done_callback(self._check_delivery)
 
-    async def send_plain(self, topic: str, key: bytes | None, value: bytes, partition: int) -> None:
+    async def send_plain(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int
+    ) -> None:
         """Outside any transaction: visible at once, even on a partition nothing commits."""
         future = await self._producer.send(topic, key, value, partition, None, None)
         asyncio.ensure_future(future).add_done_callback(self._check_delivery)

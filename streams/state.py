@@ -160,25 +160,105 @@ class PartitionKV:
             db.put(key, value)
 
 
-class UserStateStore:
-    """The processor's StateStore: user states of one partition, as codec bytes."""
+Origin = tuple[str, int]
+"""Where an input event was first read: ``"<input topic index>.<partition>"`` and offset."""
 
-    def __init__(self, kv: PartitionKV) -> None:
+
+class UserStateStore:
+    """The processor's StateStore: user states of one partition, as codec bytes.
+
+    With ``track_origins`` (at-least-once) each state also records, per input partition,
+    the offset of the last event applied to it (``applied``): after a crash, records
+    are read again from the committed offsets, and a state restored from the changelog
+    may already hold some of them. Stored after the state's JSON on a line of its own
+    (the codec's JSON never holds a raw newline).
+    """
+
+    def __init__(self, kv: PartitionKV, track_origins: bool = False) -> None:
         self.kv = kv
+        self.track_origins = track_origins
+        self.origin: tuple[str, Origin] | None = None  # (user id, origin) being applied
+        self._origins: tuple[str, dict[str, int]] | None = None  # last read: (user, origins)
 
     def get(self, user_id: str) -> UserState | None:
         raw = self.kv.get(user_id.encode())
-        return None if raw is None else state_from_bytes(raw)
+        if raw is None:
+            if self.track_origins:
+                self._origins = (user_id, {})
+            return None
+        state, _, origins = raw.partition(b"\n")
+        if self.track_origins:
+            self._origins = (user_id, json.loads(origins) if origins else {})
+        return state_from_bytes(state)
+
+    def applied(self, user_id: str, origin: Origin) -> bool:
+        """Whether the event read at ``origin`` is already in the user's stored state."""
+        raw = self.kv.get(user_id.encode())
+        if raw is None:
+            return False
+        _, _, origins = raw.partition(b"\n")
+        if not origins:
+            return False
+        offset = json.loads(origins).get(origin[0])
+        return offset is not None and origin[1] <= offset
 
     def put(self, user_id: str, state: UserState) -> None:
-        self.kv.put(user_id.encode(), state_to_bytes(state))
+        raw = state_to_bytes(state)
+        if self.track_origins:
+            known = self._origins
+            origins = dict(known[1]) if known is not None and known[0] == user_id else {}
+            if known is None or known[0] != user_id:
+                stored = self.kv.get(user_id.encode())
+                if stored is not None and b"\n" in stored:
+                    origins = json.loads(stored.partition(b"\n")[2])
+            if self.origin is not None and self.origin[0] == user_id:
+                key, offset = self.origin[1]
+                origins[key] = max(offset, origins.get(key, offset))
+            if origins:
+                raw += b"\n" + json.dumps(origins, separators=(",", ":")).encode()
+        self.kv.put(user_id.encode(), raw)
 
     def delete(self, user_id: str) -> None:
         self.kv.delete(user_id.encode())
 
     def items(self) -> Iterator[tuple[str, UserState]]:
         for key, value in self.kv.items():
-            yield key.decode(), state_from_bytes(value)
+            yield key.decode(), user_state_of(value)
+
+
+def user_state_of(raw: bytes) -> UserState:
+    """A users-table value (state JSON, maybe origins on a second line) as a UserState."""
+    return state_from_bytes(raw.partition(b"\n")[0])
+
+
+class DeferredWrites:
+    """Changelog records held back until the next commit (at-least-once, see
+    ``Pipeline.before_commit``): the latest value per key, after a tombstone when the
+    key was deleted in between (erasure must reach the changelog)."""
+
+    def __init__(self) -> None:
+        self._writes: dict[bytes, tuple[bool, bytes | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def add(self, writes: list[Write]) -> None:
+        for key, value in writes:
+            if value is None:
+                self._writes[key] = (True, None)
+            else:
+                earlier = self._writes.get(key)
+                self._writes[key] = (earlier is not None and earlier[0], value)
+
+    def drain(self) -> list[Write]:
+        out: list[Write] = []
+        for key, (tombstone, value) in self._writes.items():
+            if tombstone:
+                out.append((key, None))
+            if value is not None:
+                out.append((key, value))
+        self._writes.clear()
+        return out
 
 
 class ClockStore:
