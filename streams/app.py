@@ -204,6 +204,7 @@ def _pages(app: SuppressorApp) -> None:
             "partitions": sorted(pipeline.runtimes),
             "records_processed": pipeline.records,
             "redelivered_skipped": pipeline.redelivered,
+            "processing_guarantee": "at_least_once" if pipeline.at_least_once else "exactly_once",
             "stream_time": {
                 p: None if r.clock.time == NO_TIME else format_ms(r.clock.time)
                 for p, r in sorted(pipeline.runtimes.items())

@@ -50,20 +50,15 @@ fetched before (or while) the seek ran, and records the offsets it hands on:
 the re-fetched records then look already read and are dropped, or the jump
 from the committed offset to the stale batch counts as a gap that is marked
 acked and committed. Records were lost after a restart (in about 3 kill -9
-runs of 5 here). Here every batch is tagged, in the consumer thread, with the
-number of seeks applied when aiokafka returned it; a batch older than the last
-seek is cut off, records of it already handed on are marked stale (the stream
-skips a record of another generation), and the fetch loop's bookkeeping of a
-stale record is ignored. The seek itself is Faust's (aiokafka's
-``seek_to_committed``) made atomic: aiokafka asks the broker for one
-partition's committed offset at a time and seeks it at once, so batches
-fetched in between are a mix of before and after; and it leaves a partition
-without a committed offset where it is. Here the committed offsets are read
-first, then every stream partition is sought in one step in the consumer
-thread, one without a committed offset to its first offset (``auto_offset_reset``
-is earliest). Telling before from after by timing instead (marking whatever
-was handed on while the seek ran) marked good records stale after aiokafka had
-moved past them: a restarted worker then never read its inputs again.
+runs of 5 here). Here a seek ends the batch in hand, records already handed on
+are marked stale (the stream skips a record of another generation), and the
+fetch loop's bookkeeping of a stale record is ignored. Faust's seek is not
+atomic (aiokafka asks the broker for one partition's committed offset at a time
+and seeks it at once), so some records marked stale because they were handed on
+while it ran had been fetched *after* their partition's seek, and aiokafka had
+moved past them: a worker restarted after kill -9 then never read those inputs
+again (every at-least-once crash run). Here every partition with such records
+is sought to its committed offset once more, in one step in the consumer thread.
 
 Commits one partition after another. Faust commits each partition's
 transaction in turn while the agent waits (record boundary); here they run
@@ -75,7 +70,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 from aiokafka.producer.transaction_manager import TransactionState
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
@@ -131,9 +126,13 @@ class _ReadOffsets(defaultdict[TP, int | None]):
         if not self._consumer._is_stale(tp, offset):
             super().__setitem__(tp, offset)
 
+    def reset(self, tp: TP, offset: int | None) -> None:
+        """After a seek of ours: whatever the fetch loop recorded before."""
+        super().__setitem__(tp, offset)
+
 
 RECENT = 50_000
-"""Records remembered as handed on: more than the agent's buffer and a fetch hold."""
+"""Records remembered since the last seek: more than the agent's buffer and a fetch hold."""
 
 STALE = -1
 """Generation id given to a record fetched before a seek: Faust's streams skip it."""
@@ -144,43 +143,25 @@ class Consumer(AIOKafkaConsumer):
         super().__init__(*args, **kwargs)
         self.record_boundary = asyncio.Lock()
         self.before_commit: Callable[[], Awaitable[None]] | None = None
-        self._seeks = 0  # seeks applied so far: written in the consumer thread only
-        self._batch_seeks = 0  # _seeks when aiokafka returned the batch being handed on
+        self._seeks = 0  # seeks to the committed offsets so far
         self._in_flight: tuple[TP, int, int] | None = None  # (tp, offset, seeks) yielded last
-        self._handed: deque[tuple[Message, int]] = deque(maxlen=RECENT)  # and their seeks
-        self._fetched: dict[TP, tuple[int, int]] = {}  # last (offset, seeks) fetched per tp
-
-    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
-        """Faust's fetch, tagged with the seeks applied when aiokafka returned the batch
-        (read in the consumer thread, so a seek is either before or after it)."""
-        thread = self._thread
-        client = thread._ensure_consumer()
-
-        async def fetch() -> tuple[Any, int]:
-            partitions = cast(set[TP], active_partitions)  # None only for a client-only app
-            records = await thread._fetch_records(
-                client, partitions, timeout=timeout, max_records=client._max_poll_records
-            )
-            return records, self._seeks
-
-        records, seeks = await thread.call_thread(fetch)
-        self._batch_seeks = seeks
-        for tp, batch in records.items():
-            if batch:
-                self._fetched[tp] = (batch[-1].offset, seeks)
-        return records
+        self._since_seek: deque[Message] = deque(maxlen=RECENT)
+        self._handed_on: dict[TP, int] = {}  # last offset yielded per tp since the last seek
+        self._reads = _ReadOffsets(self)
+        self._read_offset = self._reads
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        """Faust's, ending a batch fetched before the last seek (its records are stale:
-        aiokafka's position was reset behind them) and remembering what it hands on."""
+        """Faust's, ending a batch at a seek (its remaining records are stale) and keeping
+        the records handed on since the last seek, to be marked stale at the next."""
+        seeks = self._seeks
         async for tp, message in super().getmany(timeout):
-            seeks = self._batch_seeks
-            if seeks != self._seeks:
+            if self._seeks != seeks:
                 self._in_flight = None
                 return
             self._in_flight = (tp, message.offset, seeks)
             if not tp.topic.endswith("-changelog"):
-                self._handed.append((message, seeks))
+                self._since_seek.append(message)
+                self._handed_on[tp] = message.offset
             yield tp, message
 
     def _is_stale(self, tp: TP, offset: int | None) -> bool:
@@ -188,69 +169,58 @@ class Consumer(AIOKafkaConsumer):
         return flight is not None and flight[2] != self._seeks and flight[:2] == (tp, offset)
 
     async def perform_seek(self) -> None:
-        """Faust's seek to the committed offsets, atomic (see the module's docstring);
-        every record handed on from a batch fetched before it is then stale."""
+        """Faust's seek to the committed offsets, after which every record fetched before
+        it (or while it runs: the fetch can be ahead of the seek) is stale. Those still on
+        their way to the agent are marked so that the stream skips them, and the fetch
+        loop's bookkeeping of them is ignored."""
+        self._mark_stale()
+        await super().perform_seek()
+        await self._seek_again(self._mark_stale())
+
+    def _mark_stale(self) -> set[TP]:
+        """Mark the records handed on since the last mark; their partitions."""
+        self._seeks += 1
+        marked = set()
+        for message in self._since_seek:
+            message.generation_id = STALE
+            marked.add(message.tp)
+        self._since_seek.clear()
+        self._handed_on.clear()
+        return marked
+
+    async def _seek_again(self, partitions: set[TP]) -> None:
+        """Back to the committed offsets (as Faust's seek left them) for ``partitions``,
+        all in one step: their records handed on while Faust's seek ran are marked stale,
+        and some of them may have come after aiokafka's seek of their partition."""
+        if not partitions:
+            return
         thread = self._thread
         client = thread._ensure_consumer()
-        assigned = list(self.assignment())
-
-        async def committed_offsets() -> tuple[dict[TP, int | None], dict[TP, int]]:
-            committed = {tp: await client.committed(tp) for tp in assigned}
-            fresh = [tp for tp, offset in committed.items() if offset is None]
-            starts = await client.beginning_offsets(fresh) if fresh else {}
-            return committed, starts
-
-        committed, starts = await thread.call_thread(committed_offsets)
-        targets = {
-            tp: offset if offset is not None else starts.get(tp)
-            for tp, offset in committed.items()
-            if not self._is_changelog_tp(tp)
-        }
+        committed = {tp: self._committed_offset.get(tp) for tp in partitions}
 
         async def seek() -> None:
+            fresh = [tp for tp, offset in committed.items() if offset is None]
+            starts = await client.beginning_offsets(fresh) if fresh else {}
             still = client._subscription.assigned_partitions()
-            for tp, offset in targets.items():
-                if offset is not None and tp in still:
-                    client.seek(tp, offset)
-            self._seeks += 1
+            for tp, offset in committed.items():
+                target = offset if offset is not None else starts.get(tp)
+                if target is not None and tp in still:
+                    client.seek(tp, target)
 
         await thread.call_thread(seek)
-        self._mark_stale()
-        # Faust's bookkeeping after its seek
-        self._read_offset.update(
-            {
-                tp: offset if offset is not None and offset >= 0 else None
-                for tp, offset in committed.items()
-            }
-        )
-        self._committed_offset.update(
-            {tp: offset or None for tp, offset in committed.items() if offset is not None}
-        )
-
-    def _mark_stale(self) -> None:
-        seeks = self._seeks
-        kept: deque[tuple[Message, int]] = deque(maxlen=RECENT)
-        for message, tagged in self._handed:
-            if tagged != seeks:
-                message.generation_id = STALE
-            else:
-                kept.append((message, tagged))
-        self._handed = kept
+        for tp, offset in committed.items():  # the fetch loop's "read up to" goes back too
+            self._reads.reset(tp, offset)
+        self.log.info("sought %d partitions to their committed offsets again", len(partitions))
 
     def has_backlog(self, tp: TP, processed: int | None) -> bool:
         """Whether records of ``tp`` are still to come without waiting for new ones: not
         yet fetched from Kafka (fetch position behind the partition's end, the last stable
-        offset under exactly_once), or fetched and on their way to the agent (fetched
-        since the last seek, after ``processed``, the offset the agent last processed;
-        a batch waiting for room in the agent's buffer counts). Unknown counts as a
+        offset under exactly_once), or fetched and on their way to the agent (handed on
+        after ``processed``, the offset the agent last processed). Unknown counts as a
         backlog, except for a partition this consumer no longer has."""
-        fetched = self._fetched.get(tp)
-        if fetched is not None and fetched[1] == self._seeks:
-            return processed is None or fetched[0] > processed or self._behind(tp)
-        return self._behind(tp)
-
-    def _behind(self, tp: TP) -> bool:
-        """Whether aiokafka's fetch position for ``tp`` is behind the partition's end."""
+        handed = self._handed_on.get(tp)
+        if handed is not None and (processed is None or handed > processed):
+            return True
         try:
             client = self._thread._ensure_consumer()
             state = client._subscription.subscription.assignment.state_value(tp)

@@ -82,9 +82,15 @@ class Pipeline:
         self.redelivered = 0
         self._positions: dict[TP, int] = {}
         self._input_index = {topic: i for i, topic in enumerate(topology.inputs)}
-        self.at_least_once = not app.in_transaction
         self._deferred: dict[int, DeferredWrites] = {}
         self.policy_version = engine.policy.version
+
+    @property
+    def at_least_once(self) -> bool:
+        """Read when records flow, never before: Faust caches ``App.in_transaction``, and
+        it is False until the app runs in a worker (read at construction, it stayed False
+        and the whole worker ran at least once)."""
+        return not self.app.in_transaction
 
     # --- records ---------------------------------------------------------------------
 

@@ -111,7 +111,9 @@ streams = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(steps=streams, data=st.data())
 def test_records_read_again_after_a_crash_are_applied_once(
     tmp_path_factory: Any, steps: list[tuple[str, int, int, int]], data: st.DataObject
@@ -121,7 +123,9 @@ def test_records_read_again_after_a_crash_are_applied_once(
     for kind, user, item, gap in steps:
         minute += gap
         events.append(_event(kind, user, item, minute))
-    events.append(browse("lamp-1", user="sentinel", ts=minute + 60 * 24 * 30))  # past every deadline
+    events.append(
+        browse("lamp-1", user="sentinel", ts=minute + 60 * 24 * 30)
+    )  # past every deadline
     n = len(events)
     committed_states = data.draw(st.integers(0, n), label="records in the changelog")
     committed_offsets = data.draw(st.integers(0, committed_states), label="offsets committed")
