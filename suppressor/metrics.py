@@ -297,6 +297,7 @@ class Metrics:
         self._wall = wall
         self._monotonic = monotonic
         self._warned: set[str] = set()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._lock = threading.Lock()
         self._stream_time: dict[int, float] = {}
         self._state_counts: dict[int, tuple[int, int]] = {}
@@ -389,6 +390,16 @@ class Metrics:
             GCCollector(registry=r)
         self._initialise_series()
 
+    def _labelled(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once: prometheus-client checks and hashes
+        the label values on every ``labels`` call, which the worker made several times per
+        record. The label values come from fixed vocabularies, so this stays small."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def _initialise_series(self) -> None:
         for event_type in EVENT_TYPES:
             self.events.labels(event_type)
@@ -413,7 +424,8 @@ class Metrics:
 
     def observe_event(self, event_type: str, event_ts_ms: int, now: float | None = None) -> None:
         """A good event was read; ``now`` is the wall clock in seconds (default: time.time())."""
-        self.events.labels(_checked(event_type, EVENT_TYPES, "event type", self._warned)).inc()
+        checked = _checked(event_type, EVENT_TYPES, "event type", self._warned)
+        self._labelled(self.events, checked).inc()
         wall = self._wall() if now is None else now
         self.event_lag.observe(max(0.0, wall - event_ts_ms / 1000))
 
@@ -425,24 +437,26 @@ class Metrics:
         """
         warned = self._warned
         for action in output.actions:
-            self.actions.labels(_checked(action.kind, ACTION_KINDS, "action kind", warned)).inc()
+            kind = _checked(action.kind, ACTION_KINDS, "action kind", warned)
+            self._labelled(self.actions, kind).inc()
         for decision in output.decisions:
             if decision.reason is not None:
                 trigger = _checked(decision.trigger, TRIGGERS, "trigger", warned)
                 reason = _checked(decision.reason, REASONS, "reason", warned)
-                self.suppressed.labels(trigger, reason).inc()
+                self._labelled(self.suppressed, trigger, reason).inc()
             for _, reason in decision.excluded:
-                self.exclusions.labels(_checked(reason, REASONS, "exclusion", warned)).inc()
+                excluded = _checked(reason, REASONS, "exclusion", warned)
+                self._labelled(self.exclusions, excluded).inc()
         for decision in output.decisions:
             if decision.action_id is not None:  # emitted, or held out
                 group = "holdout" if decision.reason == "holdout" else "treated"
                 kind = _checked(decision.trigger, ACTION_KINDS, "action kind", warned)
-                self.measured_actions.labels(kind, group).inc()
+                self._labelled(self.measured_actions, kind, group).inc()
         for conversion in output.conversions:
             group = "holdout" if conversion.held_out else "treated"
             converted = "true" if conversion.converted_at is not None else "false"
             kind = _checked(conversion.kind, ACTION_KINDS, "action kind", warned)
-            self.conversions.labels(kind, group, converted).inc()
+            self._labelled(self.conversions, kind, group, converted).inc()
         if output.late_events:
             self.late.inc(output.late_events)
         if output.erased:
@@ -452,7 +466,7 @@ class Metrics:
         self.mark_progress()
 
     def observe_dead_letter(self, code: str) -> None:
-        self.dlq.labels(_checked(code, DLQ_CODES, "dead-letter code", self._warned)).inc()
+        self._labelled(self.dlq, _checked(code, DLQ_CODES, "dead-letter code", self._warned)).inc()
 
     def observe_transaction_error(self, operation: str) -> None:
         self.transaction_errors.labels(
