@@ -46,7 +46,8 @@ class PartitionRuntime:
         self.clocks = clocks
         self.clock = clock
         self.clock_store = ClockStore(clocks)
-        self.processor = Processor(engine, UserStateStore(users))
+        self.user_states = UserStateStore(users)
+        self.processor = Processor(engine, self.user_states)
         snapshot = self.clock_store.load()
         if snapshot is not None:
             clock.restore(snapshot, now)
@@ -76,7 +77,12 @@ class PartitionRuntime:
     def on_tick(self, now: float) -> Work:
         """Advance stream time by the wall clock (and whatever the clock learnt)."""
         stream_time = self.clock.advance(now)
-        return self._work(self.processor.advance_to(stream_time), stream_time)
+        try:
+            output = self.processor.advance_to(stream_time)
+        except BaseException:
+            self.user_states.forget_cached()  # states changed in place, not stored
+            raise
+        return self._work(output, stream_time)
 
     def watermark(self, inputs: tuple[str, ...], now: float) -> int | Idle | None:
         """How far this partition's inputs have got, what it tells the partitions it may
@@ -88,7 +94,12 @@ class PartitionRuntime:
 
     def _process(self, event: Event, now: float) -> Work:
         stream_time = self.clock.advance(now)
-        return self._work(self.processor.on_event(event, stream_time), stream_time)
+        try:
+            output = self.processor.on_event(event, stream_time)
+        except BaseException:
+            self.user_states.forget_cached()  # states changed in place, not stored
+            raise
+        return self._work(output, stream_time)
 
     def save_clock(self) -> list[Write]:
         """The clock's changelog records when it moved since the last save.

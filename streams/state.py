@@ -160,21 +160,52 @@ class PartitionKV:
             db.put(key, value)
 
 
-class UserStateStore:
-    """The processor's StateStore: user states of one partition, as codec bytes."""
+CACHED_USERS = 2048
+"""Decoded user states kept per partition (the most recently used)."""
 
-    def __init__(self, kv: PartitionKV) -> None:
+
+class UserStateStore:
+    """The processor's StateStore: user states of one partition, as codec bytes.
+
+    The last ``CACHED_USERS`` states read or written are also kept decoded: a user's
+    events come in sessions, and decoding the stored bytes on every event was a good
+    part of the worker's cost. Every write still goes to RocksDB and the changelog; the
+    cached object is the one the processor last put, which it changes in place only
+    between a ``get`` and the ``put``/``delete`` that follows. Should processing fail
+    in between, ``forget_cached`` drops the cache so that the stored bytes count again.
+    """
+
+    def __init__(self, kv: PartitionKV, cached: int = CACHED_USERS) -> None:
         self.kv = kv
+        self._cached = cached
+        self._cache: dict[str, UserState] = {}
 
     def get(self, user_id: str) -> UserState | None:
-        raw = self.kv.get(user_id.encode())
-        return None if raw is None else state_from_bytes(raw)
+        cache = self._cache
+        state = cache.pop(user_id, None)
+        if state is None:
+            raw = self.kv.get(user_id.encode())
+            if raw is None:
+                return None
+            state = state_from_bytes(raw)
+            if len(cache) >= self._cached:
+                del cache[next(iter(cache))]  # the least recently used
+        cache[user_id] = state  # (again) the most recently used
+        return state
 
     def put(self, user_id: str, state: UserState) -> None:
         self.kv.put(user_id.encode(), state_to_bytes(state))
+        cache = self._cache
+        if cache.pop(user_id, None) is None and len(cache) >= self._cached:
+            del cache[next(iter(cache))]
+        cache[user_id] = state
 
     def delete(self, user_id: str) -> None:
+        self._cache.pop(user_id, None)
         self.kv.delete(user_id.encode())
+
+    def forget_cached(self) -> None:
+        self._cache.clear()
 
     def items(self) -> Iterator[tuple[str, UserState]]:
         for key, value in self.kv.items():
