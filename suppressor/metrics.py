@@ -736,15 +736,69 @@ def _suppressor_monitor_class() -> type:
     """faust's PrometheusMonitor, plus: send errors counted, rebalances completed known."""
     global _MONITOR_CLASS
     if _MONITOR_CLASS is None:
+        from faust.sensors.monitor import Monitor
         from faust.sensors.prometheus import PrometheusMonitor
 
         class SuppressorMonitor(PrometheusMonitor):
+            """The per-record hooks are faust's, with the labelled children looked up once
+            (faust builds and checks the labels, and normalises the stream's name with a
+            regular expression, for every record); faust removes the per-partition series
+            at each rebalance, and then the children are looked up again."""
+
             rebalances_completed = 0
             rebalance_ended_at: float | None = None
 
             def __init__(self, faust_metrics: Any, metrics: Metrics, **kwargs: Any) -> None:
                 super().__init__(metrics=faust_metrics, **kwargs)
                 self._suppressor = metrics
+                self._tp_children: dict[Any, tuple[Any, Any]] = {}
+                self._end_children: dict[Any, Any] = {}
+                self._stream_children: dict[Any, Any] = {}
+
+            def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+                Monitor.on_message_in(self, tp, offset, message)
+                faust_metrics = self._metrics
+                faust_metrics.messages_received.inc()
+                faust_metrics.active_messages.inc()
+                children = self._tp_children.get(tp)
+                if children is None:
+                    children = self._tp_children[tp] = (
+                        faust_metrics.messages_received_per_topics.labels(topic=tp.topic),
+                        faust_metrics.messages_received_per_topics_partition.labels(
+                            topic=tp.topic, partition=tp.partition
+                        ),
+                    )
+                children[0].inc()
+                children[1].set(offset)
+
+            def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> Any:
+                state = Monitor.on_stream_event_in(self, tp, offset, stream, event)
+                faust_metrics = self._metrics
+                faust_metrics.total_events.inc()
+                faust_metrics.total_active_events.inc()
+                child = self._stream_children.get(stream)
+                if child is None:
+                    label = f"stream.{self._stream_label(stream)}.events"
+                    child = faust_metrics.total_events_per_stream.labels(stream=label)
+                    self._stream_children[stream] = child
+                child.inc()
+                return state
+
+            def track_tp_end_offset(self, tp: Any, offset: int) -> None:
+                Monitor.track_tp_end_offset(self, tp, offset)
+                child = self._end_children.get(tp)
+                if child is None:
+                    child = self._end_children[tp] = (
+                        self._metrics.topic_partition_end_offset.labels(
+                            topic=tp.topic, partition=tp.partition
+                        )
+                    )
+                child.set(offset)
+
+            def _clear_partition_related_metrics(self) -> None:
+                super()._clear_partition_related_metrics()
+                self._tp_children.clear()
+                self._end_children.clear()
 
             def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
                 super().on_send_error(producer, exc, state)
