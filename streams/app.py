@@ -107,13 +107,6 @@ def build_app(
     return app
 
 
-PRODUCER_LINGER_S = 0.01
-"""Batch the sends for up to 10 ms. Faust's default (0) sent nearly every record in a
-produce request of its own, since the agent yields to the event loop between records:
-the socket writes and the broker's handling of thousands of tiny requests per second
-were the largest single item in a profile of a catching-up worker. Commits flush the producer (at
-least once) or commit the transaction (exactly once) as before, so only latency moves."""
-
 FETCH_BYTES_PER_PARTITION = 64 * 1024
 """Faust's default (1 MiB per partition, and no limit on records per poll) fetches a
 whole backlog of a few hundred thousand records into the consumer in one go and hands
@@ -134,7 +127,11 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "topic_partitions": settings.partitions,
         "topic_allow_declare": True,
         "broker_commit_interval": settings.commit_interval,
-        "producer_linger": PRODUCER_LINGER_S,
+        # Faust's default linger (0) sent nearly every record in a produce request of its
+        # own (the agent yields to the event loop between records): the socket writes
+        # were the largest single item in a profile of a catching-up worker. Commits
+        # flush the producer or commit the transaction as before: only latency moves.
+        "producer_linger": settings.producer_linger,
         "consumer_max_fetch_size": FETCH_BYTES_PER_PARTITION,
         "broker_session_timeout": settings.session_timeout,
         "broker_heartbeat_interval": max(0.5, settings.session_timeout / 5),
