@@ -118,7 +118,13 @@ Prometheus label lookups (ours and faust's sensor's) done once. In one A/B serie
 idle machine (50,000 events, at-least-once, the worker's CPU seconds until its decisions
 settled) the old code took 31.5 s (one run, 630 µs per event), the new one 25 to 28 s with a 10 ms
 linger and 17 to 19 s with 20 ms (340 to 390 µs per event). The worker is CPU-bound on one
-core; the target needs about 160 µs per event.
+core; the target needs about 160 µs per event. The latency rows below are fed at half the
+at-least-once figure above, so a faster worker is measured at a higher rate: at 12:40 UTC,
+outside the bench, the new code fed 366 events/s (the rate of the first measurement) gave
+p99 1,057 ms, and the old code fed 687 events/s gave p99 11,136 ms (one run each).
+Exactly-once was not compared A/B: in the 12:38 run it did not gain (789 events/s against
+806 in the first measurement, and a faster passthrough); its commits (one transaction per
+partition every `commit_interval`, the agent waiting meanwhile) are the next thing to look at.
 
 ### Event-to-decision latency at half the worker's at-least-once maximum
 
