@@ -107,6 +107,15 @@ def build_app(
     return app
 
 
+FETCH_BYTES_PER_PARTITION = 64 * 1024
+"""Faust's default (1 MiB per partition, and no limit on records per poll) fetches a
+whole backlog of a few hundred thousand records into the consumer in one go and hands
+it to the agent before it fetches again, so the ticks (and the watermarks they send)
+waited behind the entire backlog: stream time stood still during a catch-up until the
+other partitions' watermarks were ``idle_timeout`` old, then jumped. With smaller
+fetches the ticks topic is fetched every few thousand records."""
+
+
 def faust_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker": settings.broker_url,
@@ -118,6 +127,12 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "topic_partitions": settings.partitions,
         "topic_allow_declare": True,
         "broker_commit_interval": settings.commit_interval,
+        # Faust's default linger (0) sent nearly every record in a produce request of its
+        # own (the agent yields to the event loop between records): the socket writes
+        # were the largest single item in a profile of a catching-up worker. Commits
+        # flush the producer or commit the transaction as before: only latency moves.
+        "producer_linger": settings.producer_linger,
+        "consumer_max_fetch_size": FETCH_BYTES_PER_PARTITION,
         "broker_session_timeout": settings.session_timeout,
         "broker_heartbeat_interval": max(0.5, settings.session_timeout / 5),
         "consumer_auto_offset_reset": "earliest",

@@ -82,7 +82,7 @@ class PartitionRuntime:
     def on_tick(self, now: float) -> Work:
         """Advance stream time by the wall clock (and whatever the clock learnt)."""
         stream_time = self.clock.advance(now)
-        return self._work(self.processor.advance_to(stream_time), stream_time)
+        return self._work(self._advance(stream_time), stream_time)
 
     def watermark(self, inputs: tuple[str, ...], now: float) -> int | Idle | None:
         """How far this partition's inputs have got, what it tells the partitions it may
@@ -95,17 +95,27 @@ class PartitionRuntime:
     def _process(self, event: Event, now: float, origin: Origin | None) -> Work:
         stream_time = self.clock.advance(now)
         store = self.store
-        if origin is None or not store.track_origins:
-            return self._work(self.processor.on_event(event, stream_time), stream_time)
-        if store.applied(event.user_id, origin):
-            work = self._work(self.processor.advance_to(stream_time), stream_time)
-            work.redelivered = True
-            return work
-        store.origin = (event.user_id, origin)
+        if origin is not None and store.track_origins:
+            if store.applied(event.user_id, origin):
+                work = self._work(self._advance(stream_time), stream_time)
+                work.redelivered = True
+                return work
+            store.origin = (event.user_id, origin)
         try:
-            return self._work(self.processor.on_event(event, stream_time), stream_time)
+            output = self.processor.on_event(event, stream_time)
+        except BaseException:
+            store.forget_cached()  # states changed in place, not stored
+            raise
         finally:
             store.origin = None
+        return self._work(output, stream_time)
+
+    def _advance(self, stream_time: int) -> Output:
+        try:
+            return self.processor.advance_to(stream_time)
+        except BaseException:
+            self.store.forget_cached()  # states changed in place, not stored
+            raise
 
     def save_clock(self) -> list[Write]:
         """The clock's changelog records when it moved since the last save.

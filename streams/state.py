@@ -163,9 +163,19 @@ class PartitionKV:
 Origin = tuple[str, int]
 """Where an input event was first read: ``"<input topic index>.<partition>"`` and offset."""
 
+CACHED_USERS = 2048
+"""Decoded user states kept per partition (the most recently used)."""
+
 
 class UserStateStore:
     """The processor's StateStore: user states of one partition, as codec bytes.
+
+    The last ``CACHED_USERS`` states read or written are also kept decoded: a user's
+    events come in sessions, and decoding the stored bytes on every event was a good
+    part of the worker's cost. Every write still goes to RocksDB and the changelog; the
+    cached object is the one the processor last put, which it changes in place only
+    between a ``get`` and the ``put``/``delete`` that follows. Should processing fail
+    in between, ``forget_cached`` drops the cache so that the stored bytes count again.
 
     With ``track_origins`` (at-least-once) each state also records, per input partition,
     the offset of the last event applied to it (``applied``): after a crash, records
@@ -174,52 +184,59 @@ class UserStateStore:
     (the codec's JSON never holds a raw newline).
     """
 
-    def __init__(self, kv: PartitionKV, track_origins: bool = False) -> None:
+    def __init__(
+        self, kv: PartitionKV, track_origins: bool = False, cached: int = CACHED_USERS
+    ) -> None:
         self.kv = kv
         self.track_origins = track_origins
         self.origin: tuple[str, Origin] | None = None  # (user id, origin) being applied
-        self._origins: tuple[str, dict[str, int]] | None = None  # last read: (user, origins)
+        self._cached = cached
+        self._cache: dict[str, UserState] = {}
 
     def get(self, user_id: str) -> UserState | None:
-        raw = self.kv.get(user_id.encode())
-        if raw is None:
-            if self.track_origins:
-                self._origins = (user_id, {})
-            return None
-        state, _, origins = raw.partition(b"\n")
-        if self.track_origins:
-            self._origins = (user_id, json.loads(origins) if origins else {})
-        return state_from_bytes(state)
+        cache = self._cache
+        state = cache.pop(user_id, None)
+        if state is None:
+            raw = self.kv.get(user_id.encode())
+            if raw is None:
+                return None
+            state = user_state_of(raw)
+            if len(cache) >= self._cached:
+                del cache[next(iter(cache))]  # the least recently used
+        cache[user_id] = state  # (again) the most recently used
+        return state
 
     def applied(self, user_id: str, origin: Origin) -> bool:
         """Whether the event read at ``origin`` is already in the user's stored state."""
-        raw = self.kv.get(user_id.encode())
-        if raw is None:
-            return False
-        _, _, origins = raw.partition(b"\n")
-        if not origins:
-            return False
-        offset = json.loads(origins).get(origin[0])
+        offset = self._origins(user_id).get(origin[0])
         return offset is not None and origin[1] <= offset
+
+    def _origins(self, user_id: str) -> dict[str, int]:
+        raw = self.kv.get(user_id.encode())
+        origins = b"" if raw is None else raw.partition(b"\n")[2]
+        return dict(json.loads(origins)) if origins else {}
 
     def put(self, user_id: str, state: UserState) -> None:
         raw = state_to_bytes(state)
         if self.track_origins:
-            known = self._origins
-            origins = dict(known[1]) if known is not None and known[0] == user_id else {}
-            if known is None or known[0] != user_id:
-                stored = self.kv.get(user_id.encode())
-                if stored is not None and b"\n" in stored:
-                    origins = json.loads(stored.partition(b"\n")[2])
+            origins = self._origins(user_id)
             if self.origin is not None and self.origin[0] == user_id:
                 key, offset = self.origin[1]
                 origins[key] = max(offset, origins.get(key, offset))
             if origins:
                 raw += b"\n" + json.dumps(origins, separators=(",", ":")).encode()
         self.kv.put(user_id.encode(), raw)
+        cache = self._cache
+        if cache.pop(user_id, None) is None and len(cache) >= self._cached:
+            del cache[next(iter(cache))]
+        cache[user_id] = state
 
     def delete(self, user_id: str) -> None:
+        self._cache.pop(user_id, None)
         self.kv.delete(user_id.encode())
+
+    def forget_cached(self) -> None:
+        self._cache.clear()
 
     def items(self) -> Iterator[tuple[str, UserState]]:
         for key, value in self.kv.items():

@@ -297,6 +297,7 @@ class Metrics:
         self._wall = wall
         self._monotonic = monotonic
         self._warned: set[str] = set()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._lock = threading.Lock()
         self._stream_time: dict[int, float] = {}
         self._state_counts: dict[int, tuple[int, int]] = {}
@@ -389,6 +390,16 @@ class Metrics:
             GCCollector(registry=r)
         self._initialise_series()
 
+    def _labelled(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once: prometheus-client checks and hashes
+        the label values on every ``labels`` call, which the worker made several times per
+        record. The label values come from fixed vocabularies, so this stays small."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def _initialise_series(self) -> None:
         for event_type in EVENT_TYPES:
             self.events.labels(event_type)
@@ -413,7 +424,8 @@ class Metrics:
 
     def observe_event(self, event_type: str, event_ts_ms: int, now: float | None = None) -> None:
         """A good event was read; ``now`` is the wall clock in seconds (default: time.time())."""
-        self.events.labels(_checked(event_type, EVENT_TYPES, "event type", self._warned)).inc()
+        checked = _checked(event_type, EVENT_TYPES, "event type", self._warned)
+        self._labelled(self.events, checked).inc()
         wall = self._wall() if now is None else now
         self.event_lag.observe(max(0.0, wall - event_ts_ms / 1000))
 
@@ -425,24 +437,26 @@ class Metrics:
         """
         warned = self._warned
         for action in output.actions:
-            self.actions.labels(_checked(action.kind, ACTION_KINDS, "action kind", warned)).inc()
+            kind = _checked(action.kind, ACTION_KINDS, "action kind", warned)
+            self._labelled(self.actions, kind).inc()
         for decision in output.decisions:
             if decision.reason is not None:
                 trigger = _checked(decision.trigger, TRIGGERS, "trigger", warned)
                 reason = _checked(decision.reason, REASONS, "reason", warned)
-                self.suppressed.labels(trigger, reason).inc()
+                self._labelled(self.suppressed, trigger, reason).inc()
             for _, reason in decision.excluded:
-                self.exclusions.labels(_checked(reason, REASONS, "exclusion", warned)).inc()
+                excluded = _checked(reason, REASONS, "exclusion", warned)
+                self._labelled(self.exclusions, excluded).inc()
         for decision in output.decisions:
             if decision.action_id is not None:  # emitted, or held out
                 group = "holdout" if decision.reason == "holdout" else "treated"
                 kind = _checked(decision.trigger, ACTION_KINDS, "action kind", warned)
-                self.measured_actions.labels(kind, group).inc()
+                self._labelled(self.measured_actions, kind, group).inc()
         for conversion in output.conversions:
             group = "holdout" if conversion.held_out else "treated"
             converted = "true" if conversion.converted_at is not None else "false"
             kind = _checked(conversion.kind, ACTION_KINDS, "action kind", warned)
-            self.conversions.labels(kind, group, converted).inc()
+            self._labelled(self.conversions, kind, group, converted).inc()
         if output.late_events:
             self.late.inc(output.late_events)
         if output.erased:
@@ -452,7 +466,7 @@ class Metrics:
         self.mark_progress()
 
     def observe_dead_letter(self, code: str) -> None:
-        self.dlq.labels(_checked(code, DLQ_CODES, "dead-letter code", self._warned)).inc()
+        self._labelled(self.dlq, _checked(code, DLQ_CODES, "dead-letter code", self._warned)).inc()
 
     def observe_transaction_error(self, operation: str) -> None:
         self.transaction_errors.labels(
@@ -722,15 +736,69 @@ def _suppressor_monitor_class() -> type:
     """faust's PrometheusMonitor, plus: send errors counted, rebalances completed known."""
     global _MONITOR_CLASS
     if _MONITOR_CLASS is None:
+        from faust.sensors.monitor import Monitor
         from faust.sensors.prometheus import PrometheusMonitor
 
         class SuppressorMonitor(PrometheusMonitor):
+            """The per-record hooks are faust's, with the labelled children looked up once
+            (faust builds and checks the labels, and normalises the stream's name with a
+            regular expression, for every record); faust removes the per-partition series
+            at each rebalance, and then the children are looked up again."""
+
             rebalances_completed = 0
             rebalance_ended_at: float | None = None
 
             def __init__(self, faust_metrics: Any, metrics: Metrics, **kwargs: Any) -> None:
                 super().__init__(metrics=faust_metrics, **kwargs)
                 self._suppressor = metrics
+                self._tp_children: dict[Any, tuple[Any, Any]] = {}
+                self._end_children: dict[Any, Any] = {}
+                self._stream_children: dict[Any, Any] = {}
+
+            def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+                Monitor.on_message_in(self, tp, offset, message)
+                faust_metrics = self._metrics
+                faust_metrics.messages_received.inc()
+                faust_metrics.active_messages.inc()
+                children = self._tp_children.get(tp)
+                if children is None:
+                    children = self._tp_children[tp] = (
+                        faust_metrics.messages_received_per_topics.labels(topic=tp.topic),
+                        faust_metrics.messages_received_per_topics_partition.labels(
+                            topic=tp.topic, partition=tp.partition
+                        ),
+                    )
+                children[0].inc()
+                children[1].set(offset)
+
+            def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> Any:
+                state = Monitor.on_stream_event_in(self, tp, offset, stream, event)
+                faust_metrics = self._metrics
+                faust_metrics.total_events.inc()
+                faust_metrics.total_active_events.inc()
+                child = self._stream_children.get(stream)
+                if child is None:
+                    label = f"stream.{self._stream_label(stream)}.events"
+                    child = faust_metrics.total_events_per_stream.labels(stream=label)
+                    self._stream_children[stream] = child
+                child.inc()
+                return state
+
+            def track_tp_end_offset(self, tp: Any, offset: int) -> None:
+                Monitor.track_tp_end_offset(self, tp, offset)
+                child = self._end_children.get(tp)
+                if child is None:
+                    child = self._end_children[tp] = (
+                        self._metrics.topic_partition_end_offset.labels(
+                            topic=tp.topic, partition=tp.partition
+                        )
+                    )
+                child.set(offset)
+
+            def _clear_partition_related_metrics(self) -> None:
+                super()._clear_partition_related_metrics()
+                self._tp_children.clear()
+                self._end_children.clear()
 
             def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
                 super().on_send_error(producer, exc, state)

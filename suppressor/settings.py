@@ -73,6 +73,7 @@ class Settings(BaseModel):
     standby_replicas: int = Field(default=0, ge=0, le=10)
     commit_interval: float = Field(default=1.0, gt=0, le=60)
     tick_interval: float = Field(default=1.0, gt=0, le=60)
+    producer_linger: float = Field(default=0.02, ge=0, le=1)
     session_timeout: float = Field(default=10.0, ge=3, le=300)
     log_level: LogLevel = "info"
     security_protocol: SecurityProtocol = "PLAINTEXT"
@@ -282,6 +283,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("standby_replicas", "warm standby copies of each state partition", "N"),
     Option("commit_interval", "seconds between offset commits (transactions)", "SECONDS"),
     Option("tick_interval", "seconds between clock ticks of each partition", "SECONDS"),
+    Option(
+        "producer_linger",
+        "seconds a send may wait to be batched with others (more: less CPU, more latency)",
+        "SECONDS",
+    ),
     Option(
         "session_timeout",
         "seconds without heartbeat before a worker counts as dead and loses its partitions",
