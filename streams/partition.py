@@ -95,27 +95,17 @@ class PartitionRuntime:
     def _process(self, event: Event, now: float, origin: Origin | None) -> Work:
         stream_time = self.clock.advance(now)
         store = self.store
-        if origin is not None and store.track_origins:
-            if store.applied(event.user_id, origin):
-                work = self._work(self._advance(stream_time), stream_time)
-                work.redelivered = True
-                return work
-            store.origin = (event.user_id, origin)
-        try:
+        if origin is not None and store.track_origins and not store.claim(event.user_id, origin):
+            work = self._work(self._advance(stream_time), stream_time)
+            work.redelivered = True
+            return work
+        with store.changing():
             output = self.processor.on_event(event, stream_time)
-        except BaseException:
-            store.forget_cached()  # states changed in place, not stored
-            raise
-        finally:
-            store.origin = None
         return self._work(output, stream_time)
 
     def _advance(self, stream_time: int) -> Output:
-        try:
+        with self.store.changing():
             return self.processor.advance_to(stream_time)
-        except BaseException:
-            self.store.forget_cached()  # states changed in place, not stored
-            raise
 
     def save_clock(self) -> list[Write]:
         """The clock's changelog records when it moved since the last save.

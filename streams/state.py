@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -175,10 +176,10 @@ class UserStateStore:
     part of the worker's cost. Every write still goes to RocksDB and the changelog; the
     cached object is the one the processor last put, which it changes in place only
     between a ``get`` and the ``put``/``delete`` that follows. Should processing fail
-    in between, ``forget_cached`` drops the cache so that the stored bytes count again.
+    in between (``changing``), the cache is dropped so that the stored bytes count again.
 
     With ``track_origins`` (at-least-once) each state also records, per input partition,
-    the offset of the last event applied to it (``applied``): after a crash, records
+    the offset of the last event applied to it (``claim``): after a crash, records
     are read again from the committed offsets, and a state restored from the changelog
     may already hold some of them. Stored after the state's JSON on a line of its own
     (the codec's JSON never holds a raw newline).
@@ -189,7 +190,7 @@ class UserStateStore:
     ) -> None:
         self.kv = kv
         self.track_origins = track_origins
-        self.origin: tuple[str, Origin] | None = None  # (user id, origin) being applied
+        self._claimed: tuple[str, dict[str, int]] | None = None  # (user, origins) being applied
         self._cached = cached
         self._cache: dict[str, UserState] = {}
 
@@ -206,10 +207,28 @@ class UserStateStore:
         cache[user_id] = state  # (again) the most recently used
         return state
 
-    def applied(self, user_id: str, origin: Origin) -> bool:
-        """Whether the event read at ``origin`` is already in the user's stored state."""
-        offset = self._origins(user_id).get(origin[0])
-        return offset is not None and origin[1] <= offset
+    def claim(self, user_id: str, origin: Origin) -> bool:
+        """False when the event read at ``origin`` is already in the user's stored state;
+        else True, and the user's puts until the end of ``changing`` record it."""
+        origins = self._origins(user_id)
+        offset = origins.get(origin[0])
+        if offset is not None and origin[1] <= offset:
+            return False
+        origins[origin[0]] = origin[1]
+        self._claimed = (user_id, origins)
+        return True
+
+    @contextmanager
+    def changing(self) -> Iterator[None]:
+        """Around a processor call: the decoded states it changed in place are dropped
+        from the cache should it fail (the stored bytes count again), and a claim ends."""
+        try:
+            yield
+        except BaseException:
+            self._cache.clear()
+            raise
+        finally:
+            self._claimed = None
 
     def _origins(self, user_id: str) -> dict[str, int]:
         raw = self.kv.get(user_id.encode())
@@ -219,10 +238,8 @@ class UserStateStore:
     def put(self, user_id: str, state: UserState) -> None:
         raw = state_to_bytes(state)
         if self.track_origins:
-            origins = self._origins(user_id)
-            if self.origin is not None and self.origin[0] == user_id:
-                key, offset = self.origin[1]
-                origins[key] = max(offset, origins.get(key, offset))
+            claimed = self._claimed
+            origins = claimed[1] if claimed and claimed[0] == user_id else self._origins(user_id)
             if origins:
                 raw += b"\n" + json.dumps(origins, separators=(",", ":")).encode()
         self.kv.put(user_id.encode(), raw)
@@ -234,9 +251,6 @@ class UserStateStore:
     def delete(self, user_id: str) -> None:
         self._cache.pop(user_id, None)
         self.kv.delete(user_id.encode())
-
-    def forget_cached(self) -> None:
-        self._cache.clear()
 
     def items(self) -> Iterator[tuple[str, UserState]]:
         for key, value in self.kv.items():
