@@ -191,6 +191,7 @@ class UserStateStore:
         self.kv = kv
         self.track_origins = track_origins
         self._claimed: tuple[str, dict[str, int]] | None = None  # (user, origins) being applied
+        self._erased: tuple[str, dict[str, int]] | None = None  # (user, origins) just deleted
         self._cached = cached
         self._cache: dict[str, UserState] = {}
 
@@ -228,7 +229,7 @@ class UserStateStore:
             self._cache.clear()
             raise
         finally:
-            self._claimed = None
+            self._claimed = self._erased = None
 
     def _origins(self, user_id: str) -> dict[str, int]:
         raw = self.kv.get(user_id.encode())
@@ -238,8 +239,13 @@ class UserStateStore:
     def put(self, user_id: str, state: UserState) -> None:
         raw = state_to_bytes(state)
         if self.track_origins:
-            claimed = self._claimed
-            origins = claimed[1] if claimed and claimed[0] == user_id else self._origins(user_id)
+            claimed, erased = self._claimed, self._erased
+            if claimed and claimed[0] == user_id:
+                origins = claimed[1]
+            elif erased and erased[0] == user_id:
+                origins = erased[1]
+            else:
+                origins = self._origins(user_id)
             if origins:
                 raw += b"\n" + json.dumps(origins, separators=(",", ":")).encode()
         self.kv.put(user_id.encode(), raw)
@@ -249,6 +255,16 @@ class UserStateStore:
         cache[user_id] = state
 
     def delete(self, user_id: str) -> None:
+        """Erasure writes a tombstone first and then, when events after the ``forget`` are
+        still held, the state that keeps them (``Processor._save``): that state keeps the
+        origins too (offsets, nothing personal), or those events would be applied again
+        when read again after a crash."""
+        if self.track_origins:
+            claimed = self._claimed
+            if claimed and claimed[0] == user_id:
+                self._erased = claimed
+            else:
+                self._erased = (user_id, self._origins(user_id))
         self._cache.pop(user_id, None)
         self.kv.delete(user_id.encode())
 
