@@ -20,6 +20,7 @@ from typing import Any, cast
 import faust
 from faust.tables.manager import TableManager
 from faust.types import TP
+from mode.utils.objects import cached_property
 
 from schemas.timefmt import format_ms
 from streams import faust_fixes
@@ -50,6 +51,10 @@ class SuppressorApp(faust.App):
     pipeline: Pipeline
     catalog_reader: CatalogReader
     metrics: Metrics
+
+    @cached_property
+    def flow_control(self) -> faust_fixes.FlowControl:
+        return faust_fixes.FlowControl(loop=self.loop)
 
     def _new_producer(self) -> faust_fixes.Producer:
         return faust_fixes.new_producer(self)

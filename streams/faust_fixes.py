@@ -50,15 +50,33 @@ fetched before (or while) the seek ran, and records the offsets it hands on:
 the re-fetched records then look already read and are dropped, or the jump
 from the committed offset to the stale batch counts as a gap that is marked
 acked and committed. Records were lost after a restart (in about 3 kill -9
-runs of 5 here). Here a seek ends the batch in hand, records already handed on
-are marked stale (the stream skips a record of another generation), and the
-fetch loop's bookkeeping of a stale record is ignored. Faust's seek is not
-atomic (aiokafka asks the broker for one partition's committed offset at a time
-and seeks it at once), so some records marked stale because they were handed on
-while it ran had been fetched *after* their partition's seek, and aiokafka had
-moved past them: a worker restarted after kill -9 then never read those inputs
-again (every at-least-once crash run). Here every partition with such records
-is sought to its committed offset once more, in one step in the consumer thread.
+runs of 5 here). Faust's seek is not atomic either (aiokafka asks the broker for
+one partition's committed offset at a time and seeks it at once), so no moment
+on the event loop separates records fetched before it from those fetched after;
+telling them apart by timing lost good records twice (a restarted worker never
+read some inputs again). Here, after Faust's seek, every stream partition is
+sought to its committed offset once more in one step *in the consumer thread*,
+which counts the step (the epoch); the thread also stamps every batch it
+fetches with the epoch of the moment it fetched it, and fetches and seeks run
+there one at a time. A stream record of a batch fetched before the latest seek
+is not handed on (the seek moved its partition back: it comes again), those
+handed on already are marked stale (the stream skips a record of another
+generation), and the fetch loop's bookkeeping of them is ignored.
+
+Queued records dropped when the flow resumes. The agent's queue is one that
+``app.flow_control.resume()`` empties, and Faust resumes it just *after* the seek
+that ends recovery, while the fetch loop (running since recovery began) has
+already handed on records read from the committed offsets: those records were
+dropped, and the fetch loop's "read up to here" lay past them, so they were never
+read again; the first processed record after the hole then left a gap that no
+ack fills, so the partition's offset never moved and, under exactly_once, its
+transaction never committed (a worker restarted while traffic arrived emitted
+nothing). Here resuming the flow keeps the queue: what came before the seek is
+marked stale (above) and skipped, what came after it is processed, in order.
+The explicit clear at the start of a rebalance is kept. And a skipped record of
+another generation (stale ones included) is not counted as acked, as Faust's
+stream does: it is read again from the committed offset, and its ack could
+otherwise let a commit pass it before its new copy is processed.
 
 Commits one partition after another. Faust commits each partition's
 transaction in turn while the agent waits (record boundary); here they run
@@ -77,6 +95,7 @@ from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 from faust.types import TP, Message
 from faust.types.transports import TPorTopicSet
+from mode.utils.queues import FlowControlEvent
 
 
 class Producer(AIOKafkaProducer):
@@ -114,6 +133,15 @@ class Producer(AIOKafkaProducer):
         await asyncio.gather(*(commit(tid, offsets) for tid, offsets in tid_to_offset_map.items()))
 
 
+class FlowControl(FlowControlEvent):
+    """``app.flow_control``, keeping the agents' queues when the flow resumes (see above);
+    ``clear()`` at the start of a rebalance still empties them."""
+
+    def resume(self) -> None:
+        self._suspend.clear()
+        self._resume.set()
+
+
 class _ReadOffsets(defaultdict[TP, int | None]):
     """Faust's ``Consumer._read_offset``, refusing the one write that would undo a seek:
     the fetch loop's "read up to here" for a record it took before the seek."""
@@ -132,7 +160,8 @@ class _ReadOffsets(defaultdict[TP, int | None]):
 
 
 RECENT = 50_000
-"""Records remembered since the last seek: more than the agent's buffer and a fetch hold."""
+"""At most this many records handed on and not yet acked are remembered (more than the
+agent's buffer and a fetch hold); acked ones are forgotten as they come."""
 
 STALE = -1
 """Generation id given to a record fetched before a seek: Faust's streams skip it."""
@@ -143,57 +172,95 @@ class Consumer(AIOKafkaConsumer):
         super().__init__(*args, **kwargs)
         self.record_boundary = asyncio.Lock()
         self.before_commit: Callable[[], Awaitable[None]] | None = None
-        self._seeks = 0  # seeks to the committed offsets so far
-        self._in_flight: tuple[TP, int, int] | None = None  # (tp, offset, seeks) yielded last
-        self._since_seek: deque[Message] = deque(maxlen=RECENT)
+        self._seeks = 0  # seeks begun (main loop)
+        self._epoch = 0  # seeks of ours done, counted in the consumer thread as it seeks
+        self._fetched_epoch = 0  # the epoch when the thread last fetched a batch
+        self._in_flight: tuple[TP, int, int, int] | None = None  # (tp, offset, seeks, epoch)
+        self._since_seek: deque[tuple[Message, int]] = deque(maxlen=RECENT)  # (record, epoch)
         self._handed_on: dict[TP, int] = {}  # last offset yielded per tp since the last seek
         self._reads = _ReadOffsets(self)
         self._read_offset = self._reads
 
+    def _new_consumer_thread(self) -> Any:
+        """Faust's thread, stamping each fetched batch with the seek epoch it was fetched
+        in: the stamp is taken in the thread, where fetches and seeks run one at a time."""
+        thread = super()._new_consumer_thread()
+        fetch = thread._fetch_records
+
+        async def fetch_stamped(*args: Any, **kwargs: Any) -> Any:
+            records = await fetch(*args, **kwargs)
+            self._fetched_epoch = self._epoch
+            return records
+
+        thread._fetch_records = fetch_stamped  # type: ignore[method-assign]
+        return thread
+
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        """Faust's, ending a batch at a seek (its remaining records are stale) and keeping
-        the records handed on since the last seek, to be marked stale at the next."""
+        """Faust's, dropping the stream records of a batch fetched before a seek (begun
+        after the batch's call, or done in the thread after its fetch: the seek moved
+        their partitions back, they come again), and remembering the records handed on,
+        to be marked stale at the next seek."""
         seeks = self._seeks
+        epoch: int | None = None
+        since = self._since_seek
         async for tp, message in super().getmany(timeout):
-            if self._seeks != seeks:
+            if epoch is None:
+                epoch = self._fetched_epoch  # this batch's: no other fetch runs meanwhile
+            changelog = tp.topic.endswith("-changelog")
+            if not changelog and (self._seeks != seeks or self._epoch != epoch):
                 self._in_flight = None
-                return
-            self._in_flight = (tp, message.offset, seeks)
-            if not tp.topic.endswith("-changelog"):
-                self._since_seek.append(message)
+                continue
+            self._in_flight = (tp, message.offset, seeks, epoch)
+            if not changelog:
+                while since and since[0][0].acked:
+                    since.popleft()  # processed: nothing to mark any more
+                since.append((message, epoch))
                 self._handed_on[tp] = message.offset
             yield tp, message
 
+    def ack(self, message: Message) -> bool:
+        """Faust's, except for a record of another generation (a stale one included):
+        the stream skips it and acks it, but it is read again from the committed offset,
+        and counting this ack could let a commit pass it before its new copy is done."""
+        if message.generation_id != self.app.consumer_generation_id:
+            message.acked = True
+            return False
+        return bool(super().ack(message))
+
     def _is_stale(self, tp: TP, offset: int | None) -> bool:
         flight = self._in_flight
-        return flight is not None and flight[2] != self._seeks and flight[:2] == (tp, offset)
+        return (
+            flight is not None
+            and flight[2:] != (self._seeks, self._epoch)
+            and flight[:2] == (tp, offset)
+        )
 
     async def perform_seek(self) -> None:
-        """Faust's seek to the committed offsets, after which every record fetched before
-        it (or while it runs: the fetch can be ahead of the seek) is stale. Those still on
-        their way to the agent are marked so that the stream skips them, and the fetch
-        loop's bookkeeping of them is ignored."""
-        self._mark_stale()
-        await super().perform_seek()
-        await self._seek_again(self._mark_stale())
-
-    def _mark_stale(self) -> set[TP]:
-        """Mark the records handed on since the last mark; their partitions."""
+        """Faust's seek to the committed offsets, then ours (see above). Every record handed
+        on before ours is stale: those still on their way to the agent are marked so that
+        the stream skips them, and the fetch loop's bookkeeping of them is ignored."""
         self._seeks += 1
-        marked = set()
-        for message in self._since_seek:
-            message.generation_id = STALE
-            marked.add(message.tp)
-        self._since_seek.clear()
-        self._handed_on.clear()
-        return marked
+        self._mark_stale(self._epoch + 1)  # all of them: the agent waits for our seek
+        await super().perform_seek()
+        await self._seek_again({tp for tp in self.assignment() if not self._is_changelog_tp(tp)})
+
+    def _mark_stale(self, epoch: int) -> None:
+        """Mark the records handed on that were fetched before ``epoch``."""
+        kept: deque[tuple[Message, int]] = deque(maxlen=RECENT)
+        for message, fetched in self._since_seek:
+            if fetched < epoch:
+                message.generation_id = STALE
+            elif not message.acked:
+                kept.append((message, fetched))
+        self._since_seek = kept
+        self._handed_on = {message.tp: message.offset for message, _ in kept}
 
     async def _seek_again(self, partitions: set[TP]) -> None:
-        """Back to the committed offsets (as Faust's seek left them) for ``partitions``,
-        all in one step: their records handed on while Faust's seek ran are marked stale,
-        and some of them may have come after aiokafka's seek of their partition."""
-        if not partitions:
-            return
+        """Every stream partition back to the committed offset (as Faust's seek left it),
+        in one step in the consumer thread, which also moves the epoch on and the fetch
+        loop's "read up to" back: records handed on while Faust's seek ran may have come
+        after aiokafka's seek of their partition, and a batch cut short at its start held
+        others that were never handed on."""
         thread = self._thread
         client = thread._ensure_consumer()
         committed = {tp: self._committed_offset.get(tp) for tp in partitions}
@@ -202,14 +269,15 @@ class Consumer(AIOKafkaConsumer):
             fresh = [tp for tp, offset in committed.items() if offset is None]
             starts = await client.beginning_offsets(fresh) if fresh else {}
             still = client._subscription.assigned_partitions()
-            for tp, offset in committed.items():
+            for tp, offset in committed.items():  # no await from here on: one step
                 target = offset if offset is not None else starts.get(tp)
                 if target is not None and tp in still:
                     client.seek(tp, target)
+                self._reads.reset(tp, offset)
+            self._epoch += 1
 
         await thread.call_thread(seek)
-        for tp, offset in committed.items():  # the fetch loop's "read up to" goes back too
-            self._reads.reset(tp, offset)
+        self._mark_stale(self._epoch)
         self.log.info("sought %d partitions to their committed offsets again", len(partitions))
 
     def has_backlog(self, tp: TP, processed: int | None) -> bool:
