@@ -620,6 +620,7 @@ def measure_restart(
                 raise RuntimeError("the restart run's worker did not catch up in 30 min")
             time.sleep(1)
         build_s = time.monotonic() - started
+        _wait_stream_time(worker)  # else the probes are not late and wait for the clock
         time.sleep(2 * COMMIT_INTERVAL)
         users_before = worker.metrics().get("suppressor_users", 0.0)
         worker.kill()
@@ -649,6 +650,21 @@ def measure_restart(
         "clock_changelog_committed_records": clock_records,
         **result,
     }
+
+
+def _wait_stream_time(worker: Worker, timeout_s: float = 180) -> None:
+    """Until every partition has a stream time: topics with nothing to read hold it back
+    for the policy's ``idle_timeout`` (30 s) after the worker starts, and a worker killed
+    before then saves no stream time (see SPEC section 5)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        worker.check_alive()
+        got = worker._get("/health")
+        times = json.loads(got[1]).get("stream_time", {}) if got is not None else {}
+        if times and all(value is not None for value in times.values()):
+            return
+        time.sleep(1)
+    raise RuntimeError(f"worker {worker.name}: no stream time on every partition in {timeout_s}s")
 
 
 def deployment_feed(deployment: Deployment, events_path: Path, catalog_path: Path) -> int:
