@@ -91,8 +91,8 @@ def build_app(
     if observer is not None:
         metered = BothObservers(metered, observer)
     catalog = Catalog()
-    users = _table(app, USERS_TABLE, "per-user state (suppressor.codec)")
-    clocks = _table(app, CLOCK_TABLE, "stream time per partition (streams.clock)")
+    users = _table(app, USERS_TABLE, "per-user state (suppressor.codec)", settings.state_memory)
+    clocks = _table(app, CLOCK_TABLE, "stream time per partition (streams.clock)", CLOCK_MEMORY)
     hybrid = policy.clock != "event"
     engine = Engine(policy, catalog)
     app.pipeline = Pipeline(app, topology, engine, users, clocks, metered, hybrid)
@@ -162,10 +162,28 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     return faust.SSLCredentials(context) if context is not None else None
 
 
-def _table(app: faust.App, name: str, help: str) -> RocksTable:
+CLOCK_MEMORY = 4
+"""MiB of RocksDB memory per partition of the clock table (one small key each)."""
+
+
+def rocksdb_options(mib: int) -> dict[str, int]:
+    """RocksDB memory of one table partition: two write buffers of a quarter of it each and
+    a block cache of the other half. Faust's defaults (3 write buffers of 64 MiB and a
+    2 GiB cache, per partition) let a burst of new users grow the worker by the size of
+    their states; these bound it (``SUPPRESSOR_STATE_MEMORY``)."""
+    size = mib * 2**20
+    return {
+        "write_buffer_size": size // 4,
+        "max_write_buffer_number": 2,
+        "block_cache_size": size // 2,
+    }
+
+
+def _table(app: faust.App, name: str, help: str, memory_mib: int) -> RocksTable:
     table = RocksTable(
         app,
         name=name,
+        options=rocksdb_options(memory_mib),
         key_type=bytes,
         value_type=bytes,
         partitions=app.conf.topic_partitions,

@@ -74,6 +74,7 @@ class Settings(BaseModel):
     commit_interval: float = Field(default=1.0, gt=0, le=60)
     tick_interval: float = Field(default=1.0, gt=0, le=60)
     producer_linger: float = Field(default=0.02, ge=0, le=1)
+    state_memory: int = Field(default=16, ge=4, le=65536)
     session_timeout: float = Field(default=10.0, ge=3, le=300)
     log_level: LogLevel = "info"
     security_protocol: SecurityProtocol = "PLAINTEXT"
@@ -287,6 +288,11 @@ OPTIONS: tuple[Option, ...] = (
         "producer_linger",
         "seconds a send may wait to be batched with others (more: less CPU, more latency)",
         "SECONDS",
+    ),
+    Option(
+        "state_memory",
+        "MiB of RocksDB memory per partition of the users table (write buffers, block cache)",
+        "MIB",
     ),
     Option(
         "session_timeout",
