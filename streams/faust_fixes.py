@@ -58,10 +58,13 @@ read some inputs again). Here, after Faust's seek, every stream partition is
 sought to its committed offset once more in one step *in the consumer thread*,
 which counts the step (the epoch); the thread also stamps every batch it
 fetches with the epoch of the moment it fetched it, and fetches and seeks run
-there one at a time. A stream record of a batch fetched before the latest seek
-is not handed on (the seek moved its partition back: it comes again), those
-handed on already are marked stale (the stream skips a record of another
-generation), and the fetch loop's bookkeeping of them is ignored.
+there one at a time. From the start of Faust's seek until ours is done, no stream
+record is handed on, and after it only those of batches fetched after it (the
+seek moved the partitions back: the others come again); handing on records
+fetched in between let the agent process some out of order, and the seek then
+made the skipped ones look processed (931 actions changed in one kill -9 run).
+Records handed on before are marked stale (the stream skips a record of
+another generation), and the fetch loop's bookkeeping of them is ignored.
 
 Queued records dropped when the flow resumes. The agent's queue is one that
 ``app.flow_control.resume()`` empties, and Faust resumes it just *after* the seek
@@ -172,10 +175,10 @@ class Consumer(AIOKafkaConsumer):
         super().__init__(*args, **kwargs)
         self.record_boundary = asyncio.Lock()
         self.before_commit: Callable[[], Awaitable[None]] | None = None
-        self._seeks = 0  # seeks begun (main loop)
         self._epoch = 0  # seeks of ours done, counted in the consumer thread as it seeks
+        self._wanted = 0  # the epoch a record must be fetched in to be handed on
         self._fetched_epoch = 0  # the epoch when the thread last fetched a batch
-        self._in_flight: tuple[TP, int, int, int] | None = None  # (tp, offset, seeks, epoch)
+        self._in_flight: tuple[TP, int, int] | None = None  # (tp, offset, epoch) yielded last
         self._since_seek: deque[tuple[Message, int]] = deque(maxlen=RECENT)  # (record, epoch)
         self._handed_on: dict[TP, int] = {}  # last offset yielded per tp since the last seek
         self._reads = _ReadOffsets(self)
@@ -196,21 +199,19 @@ class Consumer(AIOKafkaConsumer):
         return thread
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        """Faust's, dropping the stream records of a batch fetched before a seek (begun
-        after the batch's call, or done in the thread after its fetch: the seek moved
-        their partitions back, they come again), and remembering the records handed on,
-        to be marked stale at the next seek."""
-        seeks = self._seeks
+        """Faust's, without the stream records of a batch fetched before the seek under
+        way or done last (that seek moves or moved their partitions back: they come
+        again), and remembering the records handed on, to be marked stale at the next."""
         epoch: int | None = None
         since = self._since_seek
         async for tp, message in super().getmany(timeout):
             if epoch is None:
                 epoch = self._fetched_epoch  # this batch's: no other fetch runs meanwhile
             changelog = tp.topic.endswith("-changelog")
-            if not changelog and (self._seeks != seeks or self._epoch != epoch):
+            if not changelog and epoch < self._wanted:
                 self._in_flight = None
                 continue
-            self._in_flight = (tp, message.offset, seeks, epoch)
+            self._in_flight = (tp, message.offset, epoch)
             if not changelog:
                 while since and since[0][0].acked:
                     since.popleft()  # processed: nothing to mark any more
@@ -229,18 +230,14 @@ class Consumer(AIOKafkaConsumer):
 
     def _is_stale(self, tp: TP, offset: int | None) -> bool:
         flight = self._in_flight
-        return (
-            flight is not None
-            and flight[2:] != (self._seeks, self._epoch)
-            and flight[:2] == (tp, offset)
-        )
+        return flight is not None and flight[2] < self._wanted and flight[:2] == (tp, offset)
 
     async def perform_seek(self) -> None:
         """Faust's seek to the committed offsets, then ours (see above). Every record handed
         on before ours is stale: those still on their way to the agent are marked so that
         the stream skips them, and the fetch loop's bookkeeping of them is ignored."""
-        self._seeks += 1
-        self._mark_stale(self._epoch + 1)  # all of them: the agent waits for our seek
+        self._wanted = self._epoch + 1  # nothing is handed on until our seek is done
+        self._mark_stale(self._wanted)
         await super().perform_seek()
         await self._seek_again({tp for tp in self.assignment() if not self._is_changelog_tp(tp)})
 

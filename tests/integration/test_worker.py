@@ -334,6 +334,37 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(
         assert second.stop() == 0
 
 
+def test_events_fed_while_a_restarted_worker_recovers_are_processed(
+    deployment: Deployment, catalog: Path
+) -> None:
+    """Found by the bench's restart run: events that arrived while a worker restarted after
+    kill -9 recovered its tables were never processed (the agent's queue was emptied when
+    Faust resumed the flow, and a batch fetched after the seek could be cut at it)."""
+    expected = _waiting_stream(deployment, catalog, users=2000, events=20_000, seed=11)
+    first = WorkerProcess(deployment, "restarted").start()
+    assert_same_actions(deployment, expected, first)  # every partition's clock saved
+    decisions = deployment.topology.decisions
+    before = len(deployment.read(decisions, at_least=1))
+    first.kill()
+    probes = deployment.topology.one_user_per_partition("probe")
+    second = WorkerProcess(deployment, "restarted").start()  # recovering while these arrive
+    deployment.feed_events(
+        json.dumps(
+            {"event_id": f"probe-{user}", "type": "purchase", "user_id": user,
+             "ts": "2024-03-01T00:00:00Z", "order_id": f"order-{user}",
+             "items": [{"item_id": "pen-1", "quantity": 1}]}
+        ).encode()
+        for user in probes
+    )  # fmt: skip
+    try:
+        found = deployment.read(decisions, at_least=before + len(probes), timeout_s=180)
+        sources = {s for record in found for s in record.json()["source_event_ids"]}
+        missing = {f"probe-{user}" for user in probes} - sources
+        assert not missing, f"not processed: {sorted(missing)}; {second.health()}"
+    finally:
+        assert second.stop() == 0
+
+
 @pytest.mark.xfail(
     strict=False,
     reason="KNOWN BUG (issue 4): in 2 of 5 runs (2 of 3 full CI runs, on a loaded machine) the "
