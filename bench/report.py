@@ -204,9 +204,12 @@ Building that state (exactly-once, from an empty group) took {_n(s["build_s"], 0
   stream-time column samples `suppressor_stream_time_seconds` of every partition once a
   second after the warm-up.
 - *Restart*: a fresh worker (exactly-once) processes a synthetic stream of one event per
-  user (seed 47) until its committed offsets reach the end; `suppressor_users` is read;
-  then SIGKILL, and the same command restarts on the same data dir. At the restart one
-  purchase per partition is fed, dated 2019-09-01 — before stream time, so late and applied
+  user (seed 47) until its committed offsets reach the end and every partition has a
+  stream time (topics with nothing to read hold it back for `idle_timeout` after the
+  start; a worker killed before that saves none, and the purchases below would then wait
+  for the clock instead of being late); `suppressor_users` is read; then SIGKILL, and the
+  same command restarts on the same data dir. At the restart one purchase per partition
+  is fed, dated 2019-09-01 — before stream time, so late and applied
   at once, without waiting for stream time. Timed from the restart: `/health` 200, the first
   event counted by `suppressor_events_total`, and those purchases' decisions read
   `read_committed`. The last column counts the partitions whose runtime started with no
