@@ -19,6 +19,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaTimeoutError
 
 from faults.harness import Context
 from streams.feed import producer, route_by_type
@@ -212,8 +213,16 @@ class Lag:
         return sum(meta.offset for tp, meta in found.items() if tp in wanted and meta.offset > 0)
 
     def lag(self) -> int:
+        """-1 while unknown: no committed offsets yet, or this reader's own client timed out
+        asking for the end offsets (it did once, just after a broker restart, while the
+        worker was committing again); a lag that stays unknown counts as a stall."""
         committed = self.committed()
-        return -1 if committed < 0 else self.end() - committed
+        if committed < 0:
+            return -1
+        try:
+            return self.end() - committed
+        except KafkaTimeoutError:
+            return -1
 
     def close(self) -> None:
         self.admin.close()
