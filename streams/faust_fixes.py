@@ -179,7 +179,7 @@ class Consumer(AIOKafkaConsumer):
         self._wanted = 0  # the epoch a record must be fetched in to be handed on
         self._fetched_epoch = 0  # the epoch when the thread last fetched a batch
         self._in_flight: tuple[TP, int, int] | None = None  # (tp, offset, epoch) yielded last
-        self._since_seek: deque[tuple[Message, int]] = deque(maxlen=RECENT)  # (record, epoch)
+        self._since_seek: deque[Message] = deque(maxlen=RECENT)  # handed on, not acked yet
         self._handed_on: dict[TP, int] = {}  # last offset yielded per tp since the last seek
         self._reads = _ReadOffsets(self)
         self._read_offset = self._reads
@@ -213,9 +213,9 @@ class Consumer(AIOKafkaConsumer):
                 continue
             self._in_flight = (tp, message.offset, epoch)
             if not changelog:
-                while since and since[0][0].acked:
+                while since and since[0].acked:
                     since.popleft()  # processed: nothing to mark any more
-                since.append((message, epoch))
+                since.append(message)
                 self._handed_on[tp] = message.offset
             yield tp, message
 
@@ -237,27 +237,23 @@ class Consumer(AIOKafkaConsumer):
         on before ours is stale: those still on their way to the agent are marked so that
         the stream skips them, and the fetch loop's bookkeeping of them is ignored."""
         self._wanted = self._epoch + 1  # nothing is handed on until our seek is done
-        self._mark_stale(self._wanted)
+        self._mark_stale()
         await super().perform_seek()
         await self._seek_again({tp for tp in self.assignment() if not self._is_changelog_tp(tp)})
 
-    def _mark_stale(self, epoch: int) -> None:
-        """Mark the records handed on that were fetched before ``epoch``."""
-        kept: deque[tuple[Message, int]] = deque(maxlen=RECENT)
-        for message, fetched in self._since_seek:
-            if fetched < epoch:
-                message.generation_id = STALE
-            elif not message.acked:
-                kept.append((message, fetched))
-        self._since_seek = kept
-        self._handed_on = {message.tp: message.offset for message, _ in kept}
+    def _mark_stale(self) -> None:
+        """Mark every record handed on so far: from here until our seek is done nothing
+        more is handed on, and after it only records fetched after it."""
+        for message in self._since_seek:
+            message.generation_id = STALE
+        self._since_seek.clear()
+        self._handed_on.clear()
 
     async def _seek_again(self, partitions: set[TP]) -> None:
         """Every stream partition back to the committed offset (as Faust's seek left it),
         in one step in the consumer thread, which also moves the epoch on and the fetch
-        loop's "read up to" back: records handed on while Faust's seek ran may have come
-        after aiokafka's seek of their partition, and a batch cut short at its start held
-        others that were never handed on."""
+        loop's "read up to" back: the records marked stale, and those fetched while Faust's
+        seek ran and not handed on, may lie before aiokafka's position."""
         thread = self._thread
         client = thread._ensure_consumer()
         committed = {tp: self._committed_offset.get(tp) for tp in partitions}
@@ -274,7 +270,6 @@ class Consumer(AIOKafkaConsumer):
             self._epoch += 1
 
         await thread.call_thread(seek)
-        self._mark_stale(self._epoch)
         self.log.info("sought %d partitions to their committed offsets again", len(partitions))
 
     def has_backlog(self, tp: TP, processed: int | None) -> bool:

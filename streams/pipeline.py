@@ -244,7 +244,10 @@ class Pipeline:
             self.redelivered += 1
         if self.at_least_once:
             if work.state_writes:
-                self._deferred.setdefault(partition, DeferredWrites()).add(work.state_writes)
+                deferred = self._deferred.get(partition)
+                if deferred is None:
+                    deferred = self._deferred[partition] = DeferredWrites()
+                deferred.add(work.state_writes)
         else:
             changelog = self.users.changelog_topic.get_topic_name()
             for key, value in work.state_writes:
@@ -268,7 +271,7 @@ class Pipeline:
         first, and only once every output sent so far is delivered: a state in the
         changelog then never holds an event whose actions could still be lost. After a
         crash, the records since the committed offsets are read again; those already in
-        a user's restored state are skipped (UserStateStore ``applied``), the others are
+        a user's restored state are skipped (``UserStateStore.claim``), the others are
         processed on the state they were first processed on, so their actions come out
         again with the same ids, as duplicates. The clock follows the states it goes
         with. The commit itself (Faust's) flushes again before committing offsets."""

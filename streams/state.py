@@ -190,8 +190,7 @@ class UserStateStore:
     ) -> None:
         self.kv = kv
         self.track_origins = track_origins
-        self._claimed: tuple[str, dict[str, int]] | None = None  # (user, origins) being applied
-        self._erased: tuple[str, dict[str, int]] | None = None  # (user, origins) just deleted
+        self._pending: dict[str, dict[str, int]] = {}  # origins of users being changed
         self._cached = cached
         self._cache: dict[str, UserState] = {}
 
@@ -216,7 +215,7 @@ class UserStateStore:
         if offset is not None and origin[1] <= offset:
             return False
         origins[origin[0]] = origin[1]
-        self._claimed = (user_id, origins)
+        self._pending[user_id] = origins
         return True
 
     @contextmanager
@@ -229,7 +228,7 @@ class UserStateStore:
             self._cache.clear()
             raise
         finally:
-            self._claimed = self._erased = None
+            self._pending.clear()
 
     def _origins(self, user_id: str) -> dict[str, int]:
         raw = self.kv.get(user_id.encode())
@@ -239,12 +238,8 @@ class UserStateStore:
     def put(self, user_id: str, state: UserState) -> None:
         raw = state_to_bytes(state)
         if self.track_origins:
-            claimed, erased = self._claimed, self._erased
-            if claimed and claimed[0] == user_id:
-                origins = claimed[1]
-            elif erased and erased[0] == user_id:
-                origins = erased[1]
-            else:
+            origins = self._pending.get(user_id)
+            if origins is None:
                 origins = self._origins(user_id)
             if origins:
                 raw += b"\n" + json.dumps(origins, separators=(",", ":")).encode()
@@ -259,12 +254,8 @@ class UserStateStore:
         still held, the state that keeps them (``Processor._save``): that state keeps the
         origins too (offsets, nothing personal), or those events would be applied again
         when read again after a crash."""
-        if self.track_origins:
-            claimed = self._claimed
-            if claimed and claimed[0] == user_id:
-                self._erased = claimed
-            else:
-                self._erased = (user_id, self._origins(user_id))
+        if self.track_origins and user_id not in self._pending:
+            self._pending[user_id] = self._origins(user_id)
         self._cache.pop(user_id, None)
         self.kv.delete(user_id.encode())
 
