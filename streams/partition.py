@@ -54,6 +54,7 @@ class PartitionRuntime:
         snapshot = self.clock_store.load()
         if snapshot is not None:
             clock.restore(snapshot, now)
+            self.store.erased = dict(snapshot.get("erased", {}))
         self._saved_snapshot = snapshot
         self.tracked_users = self.processor.rebuild_index()
 
@@ -115,6 +116,9 @@ class PartitionRuntime:
         resumes exactly there.
         """
         snapshot = self.clock.snapshot()
+        if self.store.erased:  # this commit's erasures (see UserStateStore.delete)
+            snapshot["erased"] = self.store.erased
+            self.store.erased = {}
         if snapshot != self._saved_snapshot:
             self.clock_store.save(snapshot)
             self._saved_snapshot = snapshot

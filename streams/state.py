@@ -22,6 +22,7 @@ correct, not faster.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -191,6 +192,9 @@ class UserStateStore:
         self.kv = kv
         self.track_origins = track_origins
         self._pending: dict[str, dict[str, int]] = {}  # origins of users being changed
+        self.erased: dict[str, dict[str, int]] = {}
+        """Origins of the users erased since the last commit, by ``erased_key``: saved with
+        the partition's clock (``PartitionRuntime.save_clock``), see ``delete``."""
         self._cached = cached
         self._cache: dict[str, UserState] = {}
 
@@ -232,7 +236,9 @@ class UserStateStore:
 
     def _origins(self, user_id: str) -> dict[str, int]:
         raw = self.kv.get(user_id.encode())
-        origins = b"" if raw is None else raw.partition(b"\n")[2]
+        if raw is None:
+            return dict(self.erased.get(erased_key(user_id), {})) if self.erased else {}
+        origins = raw.partition(b"\n")[2]
         return dict(json.loads(origins)) if origins else {}
 
     def put(self, user_id: str, state: UserState) -> None:
@@ -253,15 +259,29 @@ class UserStateStore:
         """Erasure writes a tombstone first and then, when events after the ``forget`` are
         still held, the state that keeps them (``Processor._save``): that state keeps the
         origins too (offsets, nothing personal), or those events would be applied again
-        when read again after a crash."""
-        if self.track_origins and user_id not in self._pending:
-            self._pending[user_id] = self._origins(user_id)
+        when read again after a crash.
+
+        A user erased for good has no state to keep them in, yet a crash between the
+        commit's changelog writes and its offsets reads that user's events before the
+        ``forget`` again: applied to no state, late, a basket added there would fire a
+        reminder before the ``forget`` is read again. So the origins also go to
+        ``erased``, under a hash of the user id, which the clock's record carries until
+        the next commit (by then the offsets are past those events)."""
+        if self.track_origins:
+            if user_id not in self._pending:
+                self._pending[user_id] = self._origins(user_id)
+            self.erased[erased_key(user_id)] = dict(self._pending[user_id])
         self._cache.pop(user_id, None)
         self.kv.delete(user_id.encode())
 
     def items(self) -> Iterator[tuple[str, UserState]]:
         for key, value in self.kv.items():
             yield key.decode(), user_state_of(value)
+
+
+def erased_key(user_id: str) -> str:
+    """How ``UserStateStore.erased`` names a user: not the id itself (BLAKE2b, 128 bits)."""
+    return hashlib.blake2b(user_id.encode(), digest_size=16, person=b"rs-erased").hexdigest()
 
 
 def user_state_of(raw: bytes) -> UserState:
