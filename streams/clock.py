@@ -18,10 +18,19 @@ topic's first fetch past ``idle_timeout`` would let stream time jump to the
 fastest topic and make the slow topic's whole backlog late.
 
 Hybrid clock: a live worker's partition that goes quiet must still fire its
-deadlines, so stream time also advances with the wall clock *since event time
-last advanced*. Anchoring on that moment (rather than on "now") keeps a
-catch-up run on event time: there, event time advances every few milliseconds
-and the wall clock adds next to nothing.
+deadlines, and a quiet topic must not hold back the busy ones, so each topic's
+event time also advances with the wall clock *since its largest ts last rose*:
+a live topic that has said nothing for two seconds is taken to be two seconds
+further on (its next event will not be older, give or take ``grace``). Stream
+time is the minimum of those. Counting from each topic's last rise (rather than
+taking "now") keeps a catch-up run on event time: there, every topic being read
+rises every few milliseconds and the wall clock adds next to nothing; a topic
+fully read while the others still catch up adds wall-clock seconds to an event
+time hours behind theirs, and holds them back until it is idle. The watermarks
+a partition sends the others (streams.partition) are this time over its inputs,
+so a sparse input topic on one partition (a preference every few seconds) does
+not hold back every other partition by seconds either. With ``clock = "event"``
+nothing is extrapolated.
 
 Stream time never goes back. ``snapshot``/``restore`` carry it (and each
 topic's largest ``ts``) across restarts, so a restarted worker neither
@@ -45,6 +54,8 @@ class _TopicProgress:
     topic: str
     max_ts: int | None
     last_read: float
+    rose: float
+    """Wall clock when ``max_ts`` last rose (or was restored): the hybrid clock counts from it."""
 
 
 def _no_backlog(topic: str) -> bool:
@@ -60,12 +71,11 @@ class PartitionClock:
         now: float,
         backlog: Callable[[str], bool] = _no_backlog,
     ) -> None:
-        self._topics = {topic: _TopicProgress(topic, None, now) for topic in topics}
+        self._topics = {topic: _TopicProgress(topic, None, now, now) for topic in topics}
         self._backlog = backlog
         self._idle_s = idle_timeout_ms / 1000
         self._hybrid = hybrid
         self._time: int | None = None
-        self._anchor: tuple[int, float] | None = None  # (event time, wall clock) when it rose
 
     @property
     def time(self) -> int:
@@ -78,6 +88,7 @@ class PartitionClock:
             self._wake_idle_topics(now)
         if progress.max_ts is None or ts > progress.max_ts:
             progress.max_ts = ts
+            progress.rose = now
         progress.last_read = now
 
     def touch(self, topic: str, now: float) -> None:
@@ -86,13 +97,7 @@ class PartitionClock:
 
     def advance(self, now: float) -> int:
         """Stream time at wall-clock ``now`` (monotonic seconds)."""
-        event_time = self.event_time(now)
-        if event_time is not None and (self._anchor is None or event_time > self._anchor[0]):
-            self._anchor = (event_time, now)
-        candidate = event_time
-        if self._hybrid and self._anchor is not None:
-            anchor_time, anchor_wall = self._anchor
-            candidate = anchor_time + int((now - anchor_wall) * 1000)
+        candidate = self.event_time(now)
         if candidate is not None and (self._time is None or candidate > self._time):
             self._time = candidate
         return self.time
@@ -116,14 +121,22 @@ class PartitionClock:
                 progress.last_read = now
 
     def event_time(self, now: float, topics: Collection[str] | None = None) -> int | None:
-        """Event time over ``topics`` (default: all), None while a live topic knows nothing."""
+        """Event time over ``topics`` (default: all), None while a live topic knows nothing;
+        with the hybrid clock, each topic's moved on by the wall clock since it rose."""
         chosen = [p for t, p in self._topics.items() if topics is None or t in topics]
         active = [p for p in chosen if not self._is_idle(p, now)]
         if active:
-            known = [p.max_ts for p in active if p.max_ts is not None]
+            known = [self._at(p, now) for p in active if p.max_ts is not None]
             return min(known) if len(known) == len(active) else None
-        seen = [p.max_ts for p in chosen if p.max_ts is not None]
+        seen = [self._at(p, now) for p in chosen if p.max_ts is not None]
         return max(seen) if seen else None
+
+    def _at(self, progress: _TopicProgress, now: float) -> int:
+        """A topic's event time at ``now`` (``max_ts`` must be known)."""
+        assert progress.max_ts is not None
+        if not self._hybrid:
+            return progress.max_ts
+        return progress.max_ts + int((now - progress.rose) * 1000)
 
     def snapshot(self) -> dict[str, Any]:
         """What survives a restart: stream time and each topic's largest ts."""
@@ -133,11 +146,17 @@ class PartitionClock:
         }
 
     def restore(self, snapshot: dict[str, Any], now: float) -> None:
-        """Resume from a snapshot: every topic counts as just read (idle timers restart)."""
+        """Resume from a snapshot: every topic counts as just read (idle timers restart).
+
+        With the hybrid clock a topic behind the saved stream time goes on from that time
+        (it had got that far by the wall clock), not from its largest ts: a partition quiet
+        for an hour before a restart must not wait another hour for its deadlines."""
+        restored = snapshot.get("time")
         for topic, max_ts in snapshot.get("topics", {}).items():
             if topic in self._topics:
-                self._topics[topic] = _TopicProgress(topic, max_ts, now)
-        restored = snapshot.get("time")
+                rose = now
+                if self._hybrid and restored is not None and restored > max_ts:
+                    rose = now - (restored - max_ts) / 1000
+                self._topics[topic] = _TopicProgress(topic, max_ts, now, rose)
         if restored is not None and (self._time is None or restored > self._time):
             self._time = restored
-            self._anchor = (restored, now)

@@ -67,7 +67,7 @@ def test_stream_time_never_goes_back() -> None:
     assert c.advance(now=1) == 5_000
 
 
-def test_hybrid_clock_moves_with_the_wall_clock_since_event_time_last_rose() -> None:
+def test_hybrid_clock_moves_with_the_wall_clock_since_each_topic_last_rose() -> None:
     c = clock(hybrid=True)
     c.observe("browse", 10_000, now=0)
     c.observe("cart", 10_000, now=0)
@@ -77,6 +77,36 @@ def test_hybrid_clock_moves_with_the_wall_clock_since_event_time_last_rose() -> 
     event_only.observe("browse", 10_000, now=0)
     event_only.observe("cart", 10_000, now=0)
     assert event_only.advance(now=60) == 10_000
+
+
+def test_hybrid_a_quiet_topic_moves_on_by_the_wall_clock_and_does_not_hold_back() -> None:
+    c = clock(hybrid=True)
+    c.observe("browse", 10_000, now=0)
+    c.observe("cart", 10_000, now=0)
+    c.observe("browse", 12_000, now=2)
+    assert c.advance(now=2) == 12_000, "cart said nothing for 2 s: taken to be 2 s on"
+    c.observe("browse", 13_000, now=2.5)
+    assert c.advance(now=2.5) == 12_500, "but no further than the wall clock takes it"
+
+
+def test_hybrid_catch_up_stays_on_event_time() -> None:
+    c = clock(hybrid=True)
+    c.observe("cart", 1_000, now=0)  # read to its end at once
+    c.observe("browse", 1_000, now=0)
+    c.observe("browse", 3_600_000, now=1)  # an hour of backlog read in a second
+    assert c.advance(now=1) == 2_000, "cart's next event may be 1 s on, not an hour"
+    c.observe("browse", 3_700_000, now=30.5)
+    assert c.advance(now=30.5) == 3_700_000, "until cart is idle"
+
+
+def test_hybrid_restore_goes_on_from_the_saved_stream_time() -> None:
+    c = clock(hybrid=True)
+    c.observe("browse", 10_000, now=0)
+    c.observe("cart", 10_000, now=0)
+    assert c.advance(now=20) == 30_000  # quiet, not idle yet
+    restored = clock(hybrid=True, now=500)
+    restored.restore(c.snapshot(), now=500)
+    assert restored.advance(now=501) == 31_000, "not back to 10 s plus the wall clock"
 
 
 def test_snapshot_and_restore_resume_where_it_was() -> None:
