@@ -6,6 +6,7 @@ import json
 import logging
 import logging.config
 import sys
+from pathlib import Path
 
 from suppressor.logs import JsonFormatter, logging_config
 
@@ -81,3 +82,27 @@ def test_redact_everywhere_reaches_records_whoever_formats_them() -> None:
         assert plain.getMessage() == "5%" and plain.args == (5,)  # untouched
     finally:
         logging.setLogRecordFactory(factory)
+
+
+def test_the_worker_logs_at_its_level_and_builds_no_debug_records(tmp_path: Path) -> None:
+    """Faust's worker, at warning and above, sets the root logger to DEBUG for its
+    terminal spinner: every debug record (one per record sent) would be built."""
+    from streams.app import build_app
+    from streams.worker import faust_worker
+    from suppressor.settings import Settings
+
+    root = logging.getLogger()
+    saved = root.level, list(root.handlers)
+    try:
+        for level in ("warning", "error"):
+            settings = Settings(data_dir=tmp_path, log_level=level)
+            worker = faust_worker(build_app(settings), settings)
+            number = logging.getLevelName(level.upper())
+            root.setLevel(number)  # what the logging config did just before
+            worker.on_setup_root_logger(root, number)
+            assert root.level == number
+            assert not logging.getLogger("faust.topics").isEnabledFor(logging.DEBUG)
+            assert not logging.getLogger("aiokafka.producer").isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
