@@ -13,10 +13,11 @@ Everything runs on one broker this module starts (``deploy/local/kafka`` on port
    event counted (``suppressor_events_total``) until its group's committed offsets reach
    the end of every input partition; its start-up (catalog, recovery) is reported apart.
 2. *Latency*: a fresh worker with ``grace = "0s"`` gets events stamped with the wall clock
-   at a constant rate (half the worker's measured at-least-once rate); every decision read
-   back ``read_committed`` is matched by its ``source_event_ids`` to the latest of its
-   source events, and event-to-decision latency is the decision record's Kafka timestamp
-   (and, second, the moment the reader saw it) minus that input record's timestamp.
+   at a constant rate (half the worker's measured at-least-once rate; one row a quarter);
+   every decision read back ``read_committed`` is matched by its ``source_event_ids`` to
+   the latest of its source events, and event-to-decision latency is the decision
+   record's Kafka timestamp (and, second, the moment the reader saw it) minus that input
+   record's timestamp.
 3. *Restart*: the worker builds state for ``restart_users`` users (exactly-once), is
    killed with SIGKILL, and restarts on the same data dir; timed from the restart: until
    ``/health`` says ok, and until a record fed at the moment of the restart (one late
@@ -53,7 +54,7 @@ from streams.clock import NO_TIME
 from streams.feed import feed_catalog, feed_events, jsonl_lines, read_topic, route_by_type
 from streams.topology import Topology
 from suppressor.datasets import synthetic
-from suppressor.settings import settings_from_values
+from suppressor.settings import Settings, settings_from_values
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = ROOT / "deploy" / "local" / "kafka"
@@ -68,12 +69,14 @@ longer than the default ``idle_timeout`` (30 s), after which a topic partition r
 end no longer holds stream time back."""
 RESTART_WAIT_S = 300.0
 """How long the restart measurement waits for the probes' decisions."""
-LATENCY_RUNS: tuple[tuple[str, str, dict[str, str]], ...] = (
-    ("at_least_once", "at_least_once", {}),
-    ("exactly_once", "exactly_once", {}),
-    ("at_least_once_tick_0.1s", "at_least_once", {"tick_interval": "0.1"}),
+LATENCY_RUNS: tuple[tuple[str, str, dict[str, str], float], ...] = (
+    ("at_least_once", "at_least_once", {}, 0.5),
+    ("exactly_once", "exactly_once", {}, 0.5),
+    ("at_least_once_tick_0.1s", "at_least_once", {"tick_interval": "0.1"}, 0.5),
+    ("at_least_once_quarter_load", "at_least_once", {}, 0.25),
 )
-"""Name, processing guarantee, other settings. The third shows what the ticks cost."""
+"""Name, processing guarantee, other settings, rate as a fraction of the at-least-once
+maximum. The third shows what faster ticks (watermarks) buy, the fourth what load costs."""
 INPUT_NAMES = (
     "events.browse",
     "events.cart",
@@ -367,6 +370,63 @@ async def passthrough(
         await producer.stop()
         await consumer.stop()
     return {"events": done, "seconds": seconds, "events_per_s": done / seconds}
+
+
+def faust_passthrough(
+    bootstrap: str,
+    inputs: Sequence[str],
+    workdir: Path,
+    partitions: int,
+    guarantee: str,
+    offsets: Offsets,
+    timeout_s: float = 900,
+) -> dict[str, Any]:
+    """``bench.faust_passthrough`` on the backlog: Faust's own consume-and-produce, timed
+    from its first record to its group's last committed input offset."""
+    app_id = f"faust-passthrough-{workdir.name}"  # its own group: from the first offset
+    output = f"{app_id}-out"
+    ensure_topics(bootstrap, [TopicSpec(output, partitions)])
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    first_file = workdir / "first"
+    env = {
+        **os.environ,
+        "FP_APP_ID": app_id,
+        "FP_BROKER": bootstrap,
+        "FP_DATA_DIR": str(workdir / "data"),
+        "FP_GUARANTEE": guarantee,
+        "FP_PARTITIONS": str(partitions),
+        "FP_COMMIT_INTERVAL": str(COMMIT_INTERVAL),
+        "FP_LINGER": str(Settings.model_fields["producer_linger"].default),
+        "FP_INPUTS": ",".join(inputs),
+        "FP_OUTPUT": output,
+        "FP_FIRST": str(first_file),
+    }
+    end = offsets.end(inputs)
+    total = sum(end.values())
+    started = time.monotonic()
+    with (workdir / "faust.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.faust_passthrough"], cwd=ROOT, env=env,
+            stdout=log, stderr=log,
+        )  # fmt: skip
+    try:
+        while not offsets.caught_up(app_id, end):
+            if process.poll() is not None:
+                raise RuntimeError(f"Faust passthrough exited {process.returncode}: {log.name}")
+            if time.monotonic() - started > timeout_s:
+                raise RuntimeError(f"Faust passthrough did not catch up in {timeout_s}s")
+            time.sleep(0.25)
+        done = time.time()
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    seconds = done - float(first_file.read_text())
+    return {"events": total, "seconds": seconds, "events_per_s": total / seconds}
 
 
 def worker_catch_up(
@@ -763,11 +823,11 @@ def run(
         offsets = Offsets(bootstrap)
         try:
             result.update(_throughput(bootstrap, out, offsets, data, partitions))
-            rate = 0.5 * result["worker"]["at_least_once"]["events_per_s"]
+            maximum = result["worker"]["at_least_once"]["events_per_s"]
             templates = [json.loads(line) for line in jsonl_lines(data / "events.jsonl")]
             random.Random(4).shuffle(templates)  # users across partitions, all types mixed
             result["latency"] = {}
-            for name, guarantee, extra in LATENCY_RUNS:
+            for name, guarantee, extra, load in LATENCY_RUNS:
                 tag = f"lat-{name}"
                 deployment = Deployment(
                     bootstrap, f"{tag}.", out / tag, partitions,
@@ -776,7 +836,7 @@ def run(
                 feed_catalog(bootstrap, jsonl_lines(data / "catalog.jsonl"),
                              deployment.topology.catalog)  # fmt: skip
                 result["latency"][name] = measure_latency(
-                    deployment, templates, rate, latency_seconds
+                    deployment, templates, load * maximum, latency_seconds
                 )
                 print(f"latency {name}: {result['latency'][name]}", flush=True)
             deployment = Deployment(
@@ -805,6 +865,15 @@ def _throughput(
             passthrough(bootstrap, inputs, output, f"passthrough-{name}", total, txn)
         )
         print(f"passthrough {name}: {baseline[name]}", flush=True)
+    framework: dict[str, Any] = {}
+    for name in ("at_least_once", "exactly_once"):
+        framework[name] = faust_passthrough(
+            bootstrap, inputs, out / f"faust-{name}", partitions, name, offsets
+        )
+        framework[name]["vs_passthrough"] = (
+            framework[name]["events_per_s"] / baseline[name]["events_per_s"]
+        )
+        print(f"faust passthrough {name}: {framework[name]}", flush=True)
     worker: dict[str, Any] = {}
     for name, deployment in (
         ("at_least_once", backlog),
@@ -815,5 +884,6 @@ def _throughput(
         worker[name]["vs_passthrough"] = (
             worker[name]["events_per_s"] / baseline[name]["events_per_s"]
         )
+        worker[name]["vs_faust"] = worker[name]["events_per_s"] / framework[name]["events_per_s"]
         print(f"worker {name}: {worker[name]}", flush=True)
-    return {"events": total, "passthrough": baseline, "worker": worker}
+    return {"events": total, "passthrough": baseline, "faust": framework, "worker": worker}

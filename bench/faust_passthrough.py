@@ -1,0 +1,68 @@
+"""A Faust app that only consumes and produces: the framework's own ceiling (bench).
+
+``python -m bench.faust_passthrough`` with ``FP_*`` variables: one agent on the input topics
+forwards every record (key, value) to one output topic, with the worker's Faust settings
+(linger, fetch size, commit interval, guarantee) and no state, parsing or engine. The
+bench times it like the worker, so "worker ÷ Faust passthrough" is what the suppressor's
+own work costs and "Faust passthrough ÷ aiokafka passthrough" what Faust's per-record path
+costs before any of it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from streams.app import FETCH_BYTES_PER_PARTITION
+from suppressor.logs import logging_config
+
+
+def build() -> faust.App:
+    env = os.environ
+    app = faust.App(
+        env["FP_APP_ID"],
+        broker=f"kafka://{env['FP_BROKER']}",
+        store="memory://",
+        datadir=env["FP_DATA_DIR"],
+        processing_guarantee=env["FP_GUARANTEE"],
+        topic_partitions=int(env["FP_PARTITIONS"]),
+        broker_commit_interval=float(env["FP_COMMIT_INTERVAL"]),
+        producer_linger=float(env["FP_LINGER"]),
+        consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+    )
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    source = app.topic(*env["FP_INPUTS"].split(","), **raw)
+    output = app.topic(env["FP_OUTPUT"], **raw)
+    first_path = Path(env["FP_FIRST"])
+
+    async def forward(stream: Any) -> None:
+        first = True
+        async for event in stream.events():
+            if first:
+                first_path.write_text(repr(time.time()))
+                first = False
+            await output.send(key=event.key, value=event.value)
+
+    app.agent(source, name="forward")(forward)
+    return app
+
+
+def main() -> None:
+    app = build()
+    config = logging_config(app.conf.id, "info")  # as the worker's (its default level)
+    faust.Worker(app, loglevel="info", logging_config=config).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
