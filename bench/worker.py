@@ -162,6 +162,16 @@ class Deployment:
         return {f"SUPPRESSOR_{key.upper()}": str(value) for key, value in self.values().items()}
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not stopped within ``timeout_s``."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+
+
 def free_port() -> int:
     import socket
 
@@ -233,12 +243,7 @@ class Worker:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
+        stop_process(self.process, 60)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -419,12 +424,7 @@ def faust_passthrough(
             time.sleep(0.25)
         done = time.time()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 30)
     seconds = done - float(first_file.read_text())
     return {"events": total, "seconds": seconds, "events_per_s": total / seconds}
 
