@@ -30,6 +30,7 @@ from faults.streaming import (
     Lag,
     RssSampler,
     compare,
+    late_events,
     processed,
     read_actions,
     sentinel_lines,
@@ -216,6 +217,10 @@ def run(ctx: Context) -> Outcome:
             events_path, stream.catalog, deployment.policy_path, until, deployment.workdir
         )
         comparison = compare(expected, read_actions(deployment, len(expected), timeout_s=120))
+        late = late_events(worker)
+        figures["late events counted by the worker (suppressor_late_events_total)"] = late
+        if late != 0:  # event time and the whole input in Kafka: nothing may come late
+            failures.append(f"the worker counted {late} late events (none expected)")
         figures["events fed in all (+ 3 sentinels)"] = len(fed)
         figures.update(comparison.figures())
         if not comparison.exact:
@@ -289,6 +294,8 @@ METHOD = f"""
   reach the topics' end again ("lag 0"), with the catch-up no slower than half R.
 - The stuck consumer must show the actions waiting for it (its lag), while the worker
   caught up; all actions, read `read_committed`, must equal `suppressor replay` of exactly
-  the lines fed (lost, duplicated, changed, extra all 0), and the worker must stop
-  gracefully (exit 0).
+  the lines fed (lost, duplicated, changed, extra all 0), the worker must count no late
+  event (`suppressor_late_events_total`: on event time, with the whole burst in Kafka before
+  it is read, nothing is late unless a topic with records still to come was left out as
+  idle), and the worker must stop gracefully (exit 0).
 """
