@@ -6,6 +6,13 @@ forwards every record (key, value) to one output topic, with the worker's Faust 
 bench times it like the worker, so "worker ÷ Faust passthrough" is what the suppressor's
 own work costs and "Faust passthrough ÷ aiokafka passthrough" what Faust's per-record path
 costs before any of it.
+
+Each record is sent as the worker sends its outputs (``streams.sender.SourceSender``, with
+the worker's producer class): under exactly_once in the transaction of the partition it
+was read from, committed with its offset. Faust's own ``topic.send`` sends outside any
+transaction there (it picks no transactional producer for a topic the app does not
+consume), which made an exactly-once passthrough that was not one (before 2026-11-22
+20:40 UTC).
 """
 
 from __future__ import annotations
@@ -17,13 +24,22 @@ from typing import Any
 
 import faust
 
+from streams import faust_fixes
 from streams.app import FETCH_BYTES_PER_PARTITION
+from streams.sender import SourceSender
 from suppressor.logs import logging_config
+
+
+class PassthroughApp(faust.App):
+    """Faust's app with the worker's producer (``ensure_transaction``, side-by-side commits)."""
+
+    def _new_producer(self) -> faust_fixes.Producer:
+        return faust_fixes.new_producer(self)
 
 
 def build() -> faust.App:
     env = os.environ
-    app = faust.App(
+    app = PassthroughApp(
         env["FP_APP_ID"],
         broker=f"kafka://{env['FP_BROKER']}",
         store="memory://",
@@ -43,8 +59,9 @@ def build() -> faust.App:
         "value_serializer": "raw",
     }
     source = app.topic(*env["FP_INPUTS"].split(","), **raw)
-    output = app.topic(env["FP_OUTPUT"], **raw)
+    output = env["FP_OUTPUT"]
     first_path = Path(env["FP_FIRST"])
+    sender = SourceSender(app)
 
     async def forward(stream: Any) -> None:
         first = True
@@ -52,7 +69,7 @@ def build() -> faust.App:
             if first:
                 first_path.write_text(repr(time.time()))
                 first = False
-            await output.send(key=event.key, value=event.value)
+            await sender.send(event.message.tp, output, event.key, event.value)
 
     app.agent(source, name="forward")(forward)
     return app
