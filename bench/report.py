@@ -128,13 +128,16 @@ Target (issue 4): the worker at least {TARGET_RATIO:.0%} of the passthrough at-l
 `bench/faust_passthrough.py`: one Faust agent on the five inputs sends every record (key,
 value) to one output topic, with the worker's Faust settings (guarantee, `commit_interval`,
 `producer_linger`, 64 KiB fetches, logging at info) and nothing else: no parsing, state,
-engine, ticks or metrics. Timed like the worker, from its first record to its group's last
-committed offset. Faust's per-record path alone (fetcher thread → conductor → stream →
-agent → `Topic.send`) reaches {_n(faust_alo, 3)} of the aiokafka passthrough
-at-least-once, so the {TARGET_RATIO:.0%} target cannot be met by any worker built on
-Faust streams on this machine; what the suppressor's own work (parsing, state, engine,
-decisions, ticks, metrics) costs is the "worker ÷ Faust" column. Meeting the
-target would mean reading the inputs outside Faust's stream path (a batch loop on the
+engine, ticks or metrics. It sends as the worker does (`streams.sender`): under
+exactly-once in the transaction of the partition the record was read from. Before
+2026-11-22 20:35 UTC it used Faust's `topic.send`, which sent outside any transaction,
+so its exactly-once figure was not an exactly-once passthrough. Timed like the worker,
+from its first record to its group's last committed offset. Faust's per-record path alone
+(fetcher thread → conductor → stream → agent → send) reaches {_n(faust_alo, 3)} of the
+aiokafka passthrough at-least-once, so the {TARGET_RATIO:.0%} target cannot be met by
+any worker built on Faust streams on this machine; what the suppressor's own work
+(parsing, state, engine, decisions, ticks, metrics) costs is the "worker ÷ Faust" column.
+Meeting the target would mean reading the inputs outside Faust's stream path (a batch loop on the
 consumer, with the ack, commit and transaction handling that Faust does per record), which
 is not done.
 
@@ -148,7 +151,8 @@ worker's CPU seconds until its decisions settled) the old code took 630 µs per 
 new one 340 to 390 µs. 13:00: at-least-once holds the users' changelog records back to the
 commit, the latest value per user (exactly-once still sends each record's state writes in
 its transaction). 16:04: 0.060 and 0.044. 17:40: the Faust passthrough above, which
-shows where the ceiling is.
+shows where the ceiling is. 20:35: the Faust passthrough's exactly-once output in its
+transactions, as the worker's.
 
 ### Event-to-decision latency at half (and a quarter) of the worker's at-least-once maximum
 
