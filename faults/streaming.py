@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -266,14 +265,10 @@ def processed(worker: WorkerProcess) -> int | None:
 
 def late_events(worker: WorkerProcess) -> int | None:
     """The worker's ``suppressor_late_events_total``; None when /metrics does not answer."""
-    url = f"http://127.0.0.1:{worker.web_port}/metrics"
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
+        return int(worker.metric("suppressor_late_events_total"))
     except OSError:
         return None
-    name = "suppressor_late_events_total "
-    return sum(int(float(line[len(name) :])) for line in text.splitlines() if line.startswith(name))
 
 
 @dataclass

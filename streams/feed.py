@@ -67,12 +67,10 @@ def route_by_type(inputs: Sequence[str]) -> dict[str, str]:
 
 
 def producer(bootstrap: str, client_config: Mapping[str, Any] | None = None) -> KafkaProducer:
+    """kafka-python's producer; ``client_config`` (security, or batching) wins over these."""
+    config: dict[str, Any] = {"acks": "all", "linger_ms": 20, "batch_size": 256 * 1024}
     return KafkaProducer(
-        bootstrap_servers=bootstrap.split(","),
-        acks="all",
-        linger_ms=20,
-        batch_size=256 * 1024,
-        **dict(client_config or {}),
+        bootstrap_servers=bootstrap.split(","), **{**config, **(client_config or {})}
     )
 
 

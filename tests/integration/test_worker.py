@@ -12,16 +12,14 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.request
 import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaProducer
 
-from streams.feed import producer, route_by_type
+from streams.feed import producer
 from tests.integration.worker_helpers import (
     PYTHON,
     REPO,
@@ -138,32 +136,17 @@ def test_a_catch_up_through_large_record_batches_makes_no_event_late(
     path = write_lines(tmp_path / "events.jsonl", shop_events(users=3000, events=40_000, seed=11))
     expected, until = expected_and_until(deployment, path, catalog)
     deployment.feed_catalog(catalog)
-    routes = route_by_type(deployment.topology.inputs)
-    kafka = KafkaProducer(
-        bootstrap_servers=[deployment.bootstrap], acks="all", linger_ms=2000,
-        batch_size=900_000, max_request_size=4_000_000,
-    )  # fmt: skip
-    try:
-        for line in path.read_bytes().splitlines():
-            event = json.loads(line)
-            kafka.send(routes[event["type"]], key=event["user_id"].encode(), value=line)
-        kafka.flush()
-    finally:
-        kafka.close()
+    batches = {"linger_ms": 2000, "batch_size": 900_000, "max_request_size": 4_000_000}
+    deployment.feed_events(
+        path.read_bytes().splitlines(), client_config={**deployment.client_config, **batches}
+    )
     deployment.feed_sentinels(until)
     worker = WorkerProcess(deployment, "batches").start()
     try:
         assert_same_actions(deployment, expected, worker)
-        assert _metric(worker, "suppressor_late_events_total") == 0
+        assert worker.metric("suppressor_late_events_total") == 0
     finally:
         assert worker.stop() == 0
-
-
-def _metric(worker: WorkerProcess, name: str) -> float:
-    url = f"http://127.0.0.1:{worker.web_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
 def test_catch_up_on_rees46_backlog_not_keyed_by_user(

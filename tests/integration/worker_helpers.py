@@ -178,6 +178,18 @@ class WorkerProcess:
         except OSError:
             return None
 
+    def metric(self, name: str) -> float:
+        """The sum of the samples of metric ``name`` (all its labels) on ``/metrics``;
+        OSError when the page does not answer."""
+        url = f"http://127.0.0.1:{self.web_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            lines = response.read().decode().splitlines()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in lines
+            if line.startswith((name + " ", name + "{"))
+        )
+
     def wait_healthy(self, timeout_s: float = 120.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
