@@ -225,7 +225,9 @@ Building that state (exactly-once, from an empty group) took {_n(s["build_s"], 0
   partition primes every topic's event time; then events of the synthetic stream (shuffled,
   new ids, `ts` = wall clock at sending, also the Kafka timestamp) are fed at a constant
   rate of half the worker's at-least-once events/s above (a quarter in the last row); the first
-  {r.get("latency_warmup_s", 5):.0f} s are warm-up, then
+  {r.get("latency_warmup_s", 5):.0f} s are warm-up (longer than the default `idle_timeout`,
+  30 s: until then a fresh worker's partitions still wait for each other's watermarks; since
+  2026-11-22 23:00 UTC, before it 5 s), then
   {r.get("latency_seconds", 30):.0f} s are measured. Each decision read back
   (`read_committed`) is matched through `source_event_ids` to its latest source event:
   latency = the decision record's Kafka timestamp (when the worker produced it) minus that

@@ -29,8 +29,11 @@ fully read while the others still catch up adds wall-clock seconds to an event
 time hours behind theirs, and holds them back until it is idle. The watermarks
 a partition sends the others (streams.partition) are this time over its inputs,
 so a sparse input topic on one partition (a preference every few seconds) does
-not hold back every other partition by seconds either. With ``clock = "event"``
-nothing is extrapolated.
+not hold back every other partition by seconds either. A live partition's watermarks
+arrive as ``promise``: they say how far it has got without keeping it in the minimum,
+so it is left out after ``idle_timeout`` unless it forwards events (see
+``streams.pipeline.Pipeline._fresh``). With ``clock = "event"`` nothing is
+extrapolated and every watermark is an ``observe``.
 
 Stream time never goes back. ``snapshot``/``restore`` carry it (and each
 topic's largest ``ts``) across restarts, so a restarted worker neither
@@ -56,6 +59,8 @@ class _TopicProgress:
     last_read: float
     rose: float
     """Wall clock when ``max_ts`` last rose (or was restored): the hybrid clock counts from it."""
+    promised: bool = False
+    """Last heard of by ``promise`` (its source is caught up): left idle, not woken."""
 
 
 def _no_backlog(topic: str) -> bool:
@@ -86,14 +91,31 @@ class PartitionClock:
         progress = self._topics[topic]
         if self._is_idle(progress, now):
             self._wake_idle_topics(now)
-        if progress.max_ts is None or ts > progress.max_ts:
-            progress.max_ts = ts
-            progress.rose = now
+        self._rise(progress, ts, now)
         progress.last_read = now
+        progress.promised = False
+
+    def promise(self, topic: str, ts: int, now: float) -> None:
+        """``topic`` will bring nothing older than ``ts``, but it is not being read: its
+        source is caught up and only says how far it has got (a watermark from a partition
+        that forwards nothing). Unlike ``observe`` this neither keeps the topic in the
+        minimum nor wakes idle topics: it goes idle after ``idle_timeout`` without a read,
+        as a quiet input topic does, and stays idle when another topic wakes the rest."""
+        progress = self._topics[topic]
+        self._rise(progress, ts, now)
+        progress.promised = True
 
     def touch(self, topic: str, now: float) -> None:
         """``topic`` is alive, without news about event time: it stays in the minimum."""
-        self._topics[topic].last_read = now
+        progress = self._topics[topic]
+        progress.last_read = now
+        progress.promised = False
+
+    @staticmethod
+    def _rise(progress: _TopicProgress, ts: int, now: float) -> None:
+        if progress.max_ts is None or ts > progress.max_ts:
+            progress.max_ts = ts
+            progress.rose = now
 
     def advance(self, now: float) -> int:
         """Stream time at wall-clock ``now`` (monotonic seconds)."""
@@ -117,7 +139,7 @@ class PartitionClock:
         make the others' share late.
         """
         for progress in self._topics.values():
-            if self._is_idle(progress, now):
+            if not progress.promised and self._is_idle(progress, now):
                 progress.last_read = now
 
     def event_time(self, now: float, topics: Collection[str] | None = None) -> int | None:

@@ -71,11 +71,19 @@ class PartitionRuntime:
         self.clock.touch(source, now)
         return self._process(event, now, origin)
 
-    def on_watermark(self, source: str, watermark: int | None, now: float) -> Work:
+    def on_watermark(
+        self, source: str, watermark: int | None, now: float, live: bool = False
+    ) -> Work:
         """Everything ``source`` will still forward here has ts >= watermark (give or take
-        the inputs' disorder); None: it is alive but does not know yet."""
+        the inputs' disorder); None: it is alive but does not know yet. ``live``: the
+        source is not catching up (``Pipeline._fresh``); then its watermark keeps it in
+        this partition's stream time only while it forwards events here
+        (``PartitionClock.promise``), as a quiet input topic is left out after
+        ``idle_timeout``."""
         if watermark is None:
             self.clock.touch(source, now)
+        elif live:
+            self.clock.promise(source, watermark, now)
         else:
             self.clock.observe(source, watermark, now)
         return self.on_tick(now)

@@ -19,7 +19,9 @@ transaction of that record (``SourceSender``), so exactly-once covers it all:
   got) to every other partition on the repartition topic. A partition's stream
   time waits for the other partitions' watermarks as for any input topic, so an
   event that takes the detour through the repartition topic (a commit later,
-  after its source raced ahead in a catch-up) is not late.
+  after its source raced ahead in a catch-up) is not late; with the hybrid clock,
+  a live partition's watermarks hold the others back only while it forwards them
+  events (``Pipeline._fresh``).
 """
 
 from __future__ import annotations
@@ -114,7 +116,8 @@ class Pipeline:
             internal = checked
             if internal.is_watermark:
                 source = self.topology.source(internal.source)
-                work = runtime.on_watermark(source, internal.watermark, self.now())
+                fresh = self._fresh(internal.watermark)
+                work = runtime.on_watermark(source, internal.watermark, self.now(), fresh)
                 await self._finish(message.tp, work)
                 return
         position = SourcePosition(
@@ -167,6 +170,23 @@ class Pipeline:
                 await self.sender.send(
                     source, self.topology.repartition, None, b"", partition, headers
                 )
+
+    def _fresh(self, watermark: int | None) -> bool:
+        """With the hybrid clock: whether another partition's watermark is within
+        ``idle_timeout`` of the wall clock, so that partition is live, not catching up. It
+        then holds this partition's stream time back only while it forwards events here
+        (``PartitionRuntime.on_watermark``). A live worker whose producers key by user id
+        forwards nothing, and waiting for every other partition's watermark to come round
+        through the repartition topic (a commit later under exactly_once) kept its stream
+        time, hence its decisions, hundreds of ms to seconds behind the wall clock. In a
+        catch-up, of the inputs or of this partition's share of the repartition topic, the
+        watermarks read are far behind: they keep holding it back, since an event
+        forwarded late there would be late by the whole backlog. After a quiet spell, a
+        forwarded event can be late by its trip through the repartition topic, as the next
+        event of an input topic left out as idle can (SPEC section 5)."""
+        if not self.hybrid or watermark is None:
+            return False
+        return watermark >= self.wall_ms() - self.engine.policy.idle_timeout
 
     def _first_delivery(self, tp: TP, offset: int) -> bool:
         """False for a record this process already processed since the partition was

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from schemas.timefmt import format_ms
 from streams.feed import producer
 from tests.integration.worker_helpers import (
     PYTHON,
@@ -212,6 +213,58 @@ def test_hybrid_clock_fires_a_deadline_on_a_quiet_partition(
         assert [(a["kind"], a["user_id"], a["ts"]) for a in actions] == [
             ("basket_recovery", "quiet-user", rfc3339(now + timedelta(seconds=3)))
         ]
+    finally:
+        assert worker.stop() == 0
+
+
+def test_hybrid_clock_an_event_forwarded_by_a_live_partition_is_not_late(
+    kafka_bootstrap: str, unique_topic_prefix: str, tmp_path: Path, catalog: Path
+) -> None:
+    """Live traffic keyed by user on every partition for longer than ``idle_timeout``: the
+    partitions forward each other nothing, so their fresh watermarks no longer hold each
+    other's stream time back (``Pipeline._fresh``). Then a cart add keyed by its event id
+    lands on another partition and is forwarded to its user's: it must still be on time
+    (within ``grace``, not late) and its basket deadline must fire there."""
+    policy = 'abandon_after = "3s"\ngrace = "1s"\nidle_timeout = "2s"\n'  # clock: hybrid
+    deployment = Deployment(kafka_bootstrap, unique_topic_prefix, tmp_path, policy_text=policy)
+    topology = deployment.topology
+    deployment.feed_catalog(catalog)
+    shoppers = topology.one_user_per_partition("live")
+    user = "forwarded-user"
+    key = next(
+        f"cart-{n}"
+        for n in range(1000)
+        if topology.partition_for(f"cart-{n}") != topology.partition_for(user)
+    )
+
+    def browse_everywhere(second: int) -> None:
+        moment = format_ms(time.time_ns() // 1_000_000)  # the shop's clock, to the ms
+        lines = [
+            json.dumps({"event_id": f"b{second}-{shopper}", "type": "browse", "page": "product",
+                        "user_id": shopper, "item_id": "paper-1", "ts": moment}).encode()
+            for shopper in shoppers
+        ]  # fmt: skip
+        deployment.feed_events(lines)
+
+    worker = WorkerProcess(deployment, "forwarded").start()
+    try:
+        worker.wait_healthy()
+        for second in range(6):  # three times idle_timeout
+            browse_everywhere(second)
+            time.sleep(1)
+        now_ms = time.time_ns() // 1_000_000
+        cart = {"event_id": key, "type": "cart", "action": "add", "user_id": user,
+                "item_id": "paper-1", "ts": format_ms(now_ms)}  # fmt: skip
+        deployment.feed_events([json.dumps(cart).encode()], key_of=lambda event: key)
+        for second in range(6, 12):
+            browse_everywhere(second)
+            time.sleep(1)
+        actions = deployment.actions(at_least=1, settle_s=1.0, timeout_s=60)
+        assert [(a["kind"], a["ts"]) for a in actions if a["user_id"] == user] == [
+            ("basket_recovery", format_ms(now_ms + 3_000))
+        ]
+        assert _topics_written(deployment) == {"events-by-user"}, "it was forwarded"
+        assert worker.metric("suppressor_late_events_total") == 0
     finally:
         assert worker.stop() == 0
 

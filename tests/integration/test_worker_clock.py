@@ -109,6 +109,36 @@ def test_hybrid_restore_goes_on_from_the_saved_stream_time() -> None:
     assert restored.advance(now=501) == 31_000, "not back to 10 s plus the wall clock"
 
 
+def test_a_promising_source_goes_idle_like_a_quiet_topic_and_stays_out() -> None:
+    """Another partition's watermarks while it forwards nothing (it is live): they say
+    how far it got, but they do not keep it in the minimum past ``idle_timeout``."""
+    c = PartitionClock(("browse", "from-1"), IDLE_MS, True, 0.0)
+    c.observe("browse", 10_000, now=0)
+    c.promise("from-1", 9_000, now=0)
+    assert c.advance(now=0) == 9_000, "within idle_timeout it holds back as any source"
+    for second in range(1, 31):
+        c.observe("browse", 10_000 + second * 1_000, now=second)
+        c.promise("from-1", 9_000 + second * 1_000, now=second)
+    assert c.advance(now=30) == 40_000, "idle: only the inputs read count"
+    c.observe("browse", 50_000, now=40)  # browse was quiet, comes back
+    c.promise("from-1", 45_000, now=40)
+    assert c.advance(now=40) == 50_000, "browse's return does not wake the promising source"
+
+
+def test_a_promising_source_that_forwards_again_holds_back_again() -> None:
+    c = PartitionClock(("browse", "from-1"), IDLE_MS, True, 0.0)
+    c.observe("browse", 10_000, now=0)
+    c.promise("from-1", 10_000, now=0)
+    c.observe("browse", 40_000, now=30)
+    assert c.advance(now=30) == 40_000
+    c.touch("from-1", now=30.5)  # it forwards an event here
+    c.observe("browse", 41_000, now=31)
+    assert c.advance(now=31) == 41_000, "never back"
+    c.promise("from-1", 40_500, now=31)
+    c.observe("browse", 45_000, now=35)
+    assert c.advance(now=35) == 44_500, "its watermark holds back again, moved on by 4 s"
+
+
 def test_snapshot_and_restore_resume_where_it_was() -> None:
     c = clock()
     c.observe("browse", 5_000, now=0)
