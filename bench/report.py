@@ -170,17 +170,24 @@ topics and the other partitions' watermarks (they travel on the ticks); with the
 each of them moves on with the wall clock since it last rose. Before that change (2026-11-22,
 17:40 UTC) only the minimum did, so a sparse topic (a preference every few seconds per
 partition) held it back by seconds: the 16:04 UTC run had p99 11,351 ms at-least-once at
-1,438 events/s fed, with stream time 8.4 s behind at p50. What stream time still trails by
-is how late records reach the agent (Faust's fetcher thread and queues, and the worker's
-own backlog at this load) and, for a watermark, that delay on the partition that sends it
-plus its trip through the repartition topic (producer linger, fetch). Exactly-once adds the
-wait for the transaction commit (`commit_interval`) twice: a watermark is part of its
-partition's transaction, so the partition it is sent to reads it (read_committed) only once
-that transaction commits, and a read_committed reader sees the decision only once the
-receiving partition's transaction commits. The quarter-load row shows what the load costs,
-the 0.1 s tick row what fresher watermarks buy (each tick of each partition sends one to
-every other partition: P * (P - 1) records per `tick_interval`, 560/s for 8 partitions at
-0.1 s).
+1,438 events/s fed, with stream time 8.4 s behind at p50. Since 22:00 UTC a live partition's
+watermarks (within `idle_timeout` of the wall clock) hold the others back only while it
+forwards them events, and this run's producer keys by user id, so after the warm-up only
+the input topics count: before, a scratch log of which source held each partition's
+stream time at its ticks showed another partition's watermark about 97% of the time, 0.2
+to 1.1 s behind the wall clock, and the 20:44 UTC run had p99 781 ms (at-least-once) and
+1,990 ms (exactly-once) at 1,069 events/s. The first run after the change (22:21 UTC, same
+code) had p99 190 ms at-least-once, 2,331 ms exactly-once (its exactly-once maximum was
+1,169 events/s, so that row ran at 89% of it) and 606 ms at a quarter load: runs differ a
+lot on this shared machine. What stream time still trails by is how late
+records reach the agent (Faust's fetcher thread and queues, and the worker's own backlog at
+this load); the min over five topics takes the latest of them. Exactly-once adds the wait
+for the transaction commit (`commit_interval`): a read_committed reader sees the decision
+only once the partition's transaction commits ("seen"). Exactly-once's lower maximum also
+puts this row closer to that maximum (the rate fed is half the at-least-once one). The
+quarter-load row shows what the load costs, the 0.1 s tick row what fresher ticks buy
+(each tick of each partition sends a watermark to every other partition: P * (P - 1)
+records per `tick_interval`, 560/s for 8 partitions at 0.1 s).
 
 ### Restart after `kill -9` with {s["users_before"]:,.0f} users of state
 
@@ -227,7 +234,7 @@ Building that state (exactly-once, from an empty group) took {_n(s["build_s"], 0
   rate of half the worker's at-least-once events/s above (a quarter in the last row); the first
   {r.get("latency_warmup_s", 5):.0f} s are warm-up (longer than the default `idle_timeout`,
   30 s: until then a fresh worker's partitions still wait for each other's watermarks; since
-  2026-11-22 23:00 UTC, before it 5 s), then
+  2026-11-22 22:00 UTC, before it 5 s), then
   {r.get("latency_seconds", 30):.0f} s are measured. Each decision read back
   (`read_committed`) is matched through `source_event_ids` to its latest source event:
   latency = the decision record's Kafka timestamp (when the worker produced it) minus that
