@@ -1,0 +1,189 @@
+"""The worker's own work outside Faust: a measurement for issue 4's design question (bench).
+
+Not the product. The worker reads its inputs through Faust's per-record stream path, and
+the bench shows that path alone at 0.10 to 0.17 of a raw aiokafka passthrough, under the
+0.25 target. Would a worker that reads outside it (a batch loop on the consumer) meet
+the target? This runs the worker's per-partition logic as it is (``PartitionRuntime``:
+the clock, ``parse_event``, the processor, user states in RocksDB with their at-least-once
+origins, the clock's snapshot) from a plain aiokafka ``getmany`` loop, committed like the
+at-least-once passthrough: every ``COMMIT_INTERVAL`` the outputs are flushed, then each
+user's latest state and the clock go to their changelog topics, then the offsets.
+
+What it leaves out, so its figure is an upper bound for such a worker: no Faust (no
+tables, rebalance handling, recovery, web server), no exactly-once, no ticks or
+watermarks, no repartitioning (the bench's producer keys by user id), no metrics. RocksDB
+is rocksdict with its default options. Bad records are counted, not sent to the DLQ (the
+bench's backlog has none).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition as AioTP
+from rocksdict import Rdict
+
+from schemas.events import parse_event
+from schemas.outputs import DeadLetter, SourcePosition
+from streams.clock import PartitionClock
+from streams.partition import PartitionRuntime
+from streams.state import DeferredWrites, PartitionKV, Write
+from suppressor.codec import (
+    action_record,
+    conversion_record,
+    decision_record,
+    dumps,
+    event_from_wire,
+)
+from suppressor.domain.engine import Engine
+from suppressor.domain.policy import Policy
+
+COMMIT_INTERVAL = 1.0
+LINGER_MS = 20
+"""The worker's default ``producer_linger``."""
+
+
+class RdictKV(PartitionKV):
+    """A partition's keys in a rocksdict database of its own, not in a Faust table."""
+
+    def __init__(self, path: Path, partition: int) -> None:  # no super(): no Faust table
+        self.partition = partition
+        self._db = Rdict(str(path))
+        self._writes: list[Write] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._db.get(key)
+        return value
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._db.items():
+            assert isinstance(key, bytes) and isinstance(value, bytes)
+            yield key, value
+
+    def _write(self, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            self._db.delete(key)
+        else:
+            self._db.put(key, value)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+async def batch_loop(
+    bootstrap: str,
+    inputs: Sequence[str],
+    prefix: str,
+    policy: Policy,
+    engine: Engine,
+    total: int,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Read ``total`` records of ``inputs`` from the start; write ``prefix``-named outputs."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    group = f"{prefix}group"
+    consumer = AIOKafkaConsumer(
+        *inputs,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=LINGER_MS)
+    hybrid = policy.clock != "event"
+    index = {topic: number for number, topic in enumerate(inputs)}
+    runtimes: dict[int, PartitionRuntime] = {}
+    deferred: dict[int, DeferredWrites] = {}
+    kvs: list[RdictKV] = []
+
+    def runtime(partition: int) -> PartitionRuntime:
+        found = runtimes.get(partition)
+        if found is None:
+            now = time.monotonic()
+            users = RdictKV(workdir / f"users-{partition}", partition)
+            clocks = RdictKV(workdir / f"clock-{partition}", partition)
+            kvs.extend((users, clocks))
+            clock = PartitionClock(inputs, policy.idle_timeout, hybrid, now)
+            found = runtimes[partition] = PartitionRuntime(
+                engine, users, clocks, clock, now, track_origins=True
+            )
+            deferred[partition] = DeferredWrites()
+        return found
+
+    done = bad = records_out = 0
+    first: float | None = None
+    send = producer.send
+    await consumer.start()
+    await producer.start()
+    try:
+        while done < total:
+            window_end = time.monotonic() + COMMIT_INTERVAL
+            offsets: dict[AioTP, int] = {}
+            while done < total and time.monotonic() < window_end:
+                batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+                for tp, messages in batches.items():
+                    if first is None:
+                        first = time.monotonic()
+                    partition_runtime = runtime(tp.partition)
+                    writes = deferred[tp.partition]
+                    for message in messages:
+                        position = SourcePosition(
+                            topic=message.topic, partition=message.partition, offset=message.offset
+                        )
+                        parsed = parse_event(message.value or b"", position)
+                        if isinstance(parsed, DeadLetter):
+                            bad += 1
+                            continue
+                        origin = (f"{index[message.topic]}.{message.partition}", message.offset)
+                        work = partition_runtime.on_event(
+                            message.topic, event_from_wire(parsed), time.monotonic(), origin
+                        )
+                        writes.add(work.state_writes)
+                        output = work.output
+                        for action in output.actions:
+                            value = dumps(action_record(action, policy.version)).encode()
+                            await send(f"{prefix}actions", value, key=action.user_id.encode())
+                        for decision in output.decisions:
+                            value = dumps(decision_record(decision, policy.version)).encode()
+                            await send(f"{prefix}decisions", value, key=decision.user_id.encode())
+                        for conversion in output.conversions:
+                            value = dumps(conversion_record(conversion, policy.version)).encode()
+                            await send(
+                                f"{prefix}conversions", value, key=conversion.user_id.encode()
+                            )
+                        records_out += len(output.actions) + len(output.decisions)
+                    offsets[tp] = messages[-1].offset + 1
+                    done += len(messages)
+            await producer.flush()  # the outputs first, then the states that hold them
+            for partition, writes in deferred.items():
+                for key, state in writes.drain():
+                    await send(f"{prefix}users-changelog", state, key=key, partition=partition)
+                for key, clock in runtimes[partition].save_clock():
+                    await send(f"{prefix}clock-changelog", clock, key=key, partition=partition)
+            await producer.flush()
+            if offsets:
+                await consumer.commit(offsets)
+        seconds = time.monotonic() - (first or time.monotonic())
+    finally:
+        await producer.stop()
+        await consumer.stop()
+        for kv in kvs:
+            kv.close()
+    return {
+        "events": done,
+        "bad": bad,
+        "seconds": seconds,
+        "events_per_s": done / seconds,
+        "records_out": records_out,
+    }
+
+
+OUTPUTS = ("actions", "decisions", "conversions", "users-changelog", "clock-changelog")
+"""The loop's topics, each ``prefix`` + name."""
