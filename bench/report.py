@@ -233,7 +233,9 @@ only once the partition's transaction commits ("seen"). Exactly-once's lower max
 puts this row closer to that maximum (the rate fed is half the at-least-once one). The
 quarter-load row shows what the load costs, the 0.1 s tick row what fresher ticks buy
 (each tick of each partition sends a watermark to every other partition: P * (P - 1)
-records per `tick_interval`, 560/s for 8 partitions at 0.1 s).
+records per `tick_interval`, 560/s for 8 partitions at 0.1 s). The last row holds each
+fetch for up to 20 ms (`fetch_wait`, default 0; see the README): compare its CPU share with
+the quarter-load row's; it adds up to 20 ms to when each record is read.
 
 ### Restart after `kill -9` with {s["users_before"]:,.0f} users of state
 

@@ -89,9 +89,11 @@ LATENCY_RUNS: tuple[tuple[str, str, dict[str, str], float], ...] = (
     ("exactly_once", "exactly_once", {}, 0.5),
     ("at_least_once_tick_0.1s", "at_least_once", {"tick_interval": "0.1"}, 0.5),
     ("at_least_once_quarter_load", "at_least_once", {}, 0.25),
+    ("at_least_once_quarter_load_fetch_wait_0.02s", "at_least_once", {"fetch_wait": "0.02"}, 0.25),
 )
 """Name, processing guarantee, other settings, rate as a fraction of the at-least-once
-maximum. The third shows what faster ticks (watermarks) buy, the fourth what load costs."""
+maximum. The third shows what faster ticks (watermarks) buy, the fourth what load costs,
+the fifth what holding fetches (``fetch_wait``) does to CPU and latency."""
 INPUT_NAMES = (
     "events.browse",
     "events.cart",

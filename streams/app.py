@@ -62,6 +62,7 @@ class SuppressorApp(faust.App):
     def _new_consumer(self) -> faust_fixes.Consumer:
         consumer = faust_fixes.new_consumer(self)
         consumer.before_commit = self._before_commit
+        consumer.fetch_hold = fetch_hold(self.settings.fetch_wait)
         return consumer
 
     async def _before_commit(self) -> None:
@@ -119,6 +120,22 @@ it to the agent before it fetches again, so the ticks (and the watermarks they s
 waited behind the entire backlog: stream time stood still during a catch-up until the
 other partitions' watermarks were ``idle_timeout`` old, then jumped. With smaller
 fetches the ticks topic is fetched every few thousand records."""
+
+
+def fetch_hold(wait_s: float) -> tuple[int, int] | None:
+    """The consumer's (fetch_min_bytes, fetch_max_wait_ms) for ``fetch_wait``.
+
+    By default (0) the broker answers a fetch as soon as any record is there. A live
+    worker then fetches a few records at a time, and each fetch (a request naming every
+    partition it reads, handed from Faust's consumer thread to the agent) costs about as
+    much as the records in it: in scratch runs at 593 to 800 events/s the worker used 0.71
+    to 0.74 of a core, against 0.46 to 0.57 with ``fetch_wait`` 0.02 s. The broker then
+    holds each fetch until it has a fetch's worth of bytes or the wait is over: a record
+    is read up to ``fetch_wait`` later, and an idle worker fetches 1 / ``fetch_wait``
+    times a second (0.10 to 0.15 of a core at 0.02 s, against 0.02 to 0.03)."""
+    if wait_s <= 0:
+        return None
+    return FETCH_BYTES_PER_PARTITION, max(1, round(wait_s * 1000))
 
 
 def faust_config(settings: Settings) -> dict[str, Any]:

@@ -94,6 +94,7 @@ on, which aiokafka's position is already past.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -104,6 +105,8 @@ from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 from faust.types import TP, Message
 from faust.types.transports import TPorTopicSet
 from mode.utils.queues import FlowControlEvent
+
+log = logging.getLogger(__name__)
 
 
 class Producer(AIOKafkaProducer):
@@ -188,6 +191,9 @@ class Consumer(AIOKafkaConsumer):
         self._taken: dict[TP, int] = {}  # last offset per tp in the batches taken since the seek
         self._reads = _ReadOffsets(self)
         self._read_offset = self._reads
+        self.fetch_hold: tuple[int, int] | None = None
+        """(fetch_min_bytes, fetch_max_wait_ms) for the worker's aiokafka consumer; None:
+        Faust's (1 byte, 1,500 ms: the broker answers at the first record)."""
 
     def _new_consumer_thread(self) -> Any:
         """Faust's thread, stamping each fetched batch with the seek epoch it was fetched
@@ -201,6 +207,16 @@ class Consumer(AIOKafkaConsumer):
             return records
 
         thread._fetch_records = fetch_stamped  # type: ignore[method-assign]
+        create = thread._create_worker_consumer
+
+        def create_holding(*args: Any, **kwargs: Any) -> Any:
+            consumer = create(*args, **kwargs)
+            if self.fetch_hold is not None:  # read by consumer.start(); Faust passes neither
+                consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = self.fetch_hold
+                log.info("fetches held up to %d ms for %d bytes", *reversed(self.fetch_hold))
+            return consumer
+
+        thread._create_worker_consumer = create_holding  # type: ignore[method-assign]
         return thread
 
     async def _wait_next_records(

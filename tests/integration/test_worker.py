@@ -83,18 +83,26 @@ def assert_same_actions(
 # --- equivalence with replay ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+@pytest.mark.parametrize(
+    ("guarantee", "fetch_wait"),
+    [("exactly_once", "0"), ("at_least_once", "0"), ("exactly_once", "0.02")],
+)
 def test_live_traffic_gives_replays_actions(
-    deployment: Deployment, catalog: Path, guarantee: str
+    deployment: Deployment, catalog: Path, guarantee: str, fetch_wait: str
 ) -> None:
     events = write_lines(deployment.workdir / "events.jsonl", shop_events(users=60, events=1500))
     expected, until = expected_and_until(deployment, events, catalog)
     assert len(expected) > 20, "the stream should produce a fair number of actions"
     deployment.feed_catalog(catalog)
-    worker = WorkerProcess(deployment, "live", SUPPRESSOR_PROCESSING_GUARANTEE=guarantee).start()
+    worker = WorkerProcess(
+        deployment, "live",
+        SUPPRESSOR_PROCESSING_GUARANTEE=guarantee, SUPPRESSOR_FETCH_WAIT=fetch_wait,
+    ).start()  # fmt: skip
     try:
         # what the running app does (Faust caches it: read too early, it was at least once)
         assert worker.wait_healthy()["processing_guarantee"] == guarantee
+        held = "fetches held up to 20 ms for 65536 bytes" in worker.log_text()
+        assert held == (fetch_wait != "0"), "SUPPRESSOR_FETCH_WAIT reaches the consumer"
         deployment.feed_events(events.read_bytes().splitlines())
         deployment.feed_sentinels(until)
         assert_same_actions(deployment, expected)
