@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 from aiokafka.structs import TopicPartition as AioTP
 from rocksdict import Rdict
 
@@ -75,6 +76,31 @@ class RdictKV(PartitionKV):
         self._db.close()
 
 
+async def commit_window(
+    consumer: AIOKafkaConsumer, wanted: int
+) -> AsyncIterator[tuple[AioTP, list[ConsumerRecord[bytes, bytes]]]]:
+    """The batches read in one ``COMMIT_INTERVAL``, until ``wanted`` records are read."""
+    window_end = time.monotonic() + COMMIT_INTERVAL
+    read = 0
+    while read < wanted and time.monotonic() < window_end:
+        batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+        for tp, messages in batches.items():
+            read += len(messages)
+            yield tp, messages
+
+
+def backlog_consumer(bootstrap: str, inputs: Sequence[str], group: str) -> AIOKafkaConsumer:
+    """A consumer of ``inputs`` from their first offsets, committing only when told."""
+    return AIOKafkaConsumer(
+        *inputs,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+
+
 async def batch_loop(
     bootstrap: str,
     inputs: Sequence[str],
@@ -87,15 +113,7 @@ async def batch_loop(
     """Read ``total`` records of ``inputs`` from the start; write ``prefix``-named outputs."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    group = f"{prefix}group"
-    consumer = AIOKafkaConsumer(
-        *inputs,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
+    consumer = backlog_consumer(bootstrap, inputs, f"{prefix}group")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=LINGER_MS)
     hybrid = policy.clock != "event"
     index = {topic: number for number, topic in enumerate(inputs)}
@@ -124,43 +142,38 @@ async def batch_loop(
     await producer.start()
     try:
         while done < total:
-            window_end = time.monotonic() + COMMIT_INTERVAL
             offsets: dict[AioTP, int] = {}
-            while done < total and time.monotonic() < window_end:
-                batches = await consumer.getmany(timeout_ms=200, max_records=2000)
-                for tp, messages in batches.items():
-                    if first is None:
-                        first = time.monotonic()
-                    partition_runtime = runtime(tp.partition)
-                    writes = deferred[tp.partition]
-                    for message in messages:
-                        position = SourcePosition(
-                            topic=message.topic, partition=message.partition, offset=message.offset
-                        )
-                        parsed = parse_event(message.value or b"", position)
-                        if isinstance(parsed, DeadLetter):
-                            bad += 1
-                            continue
-                        origin = (f"{index[message.topic]}.{message.partition}", message.offset)
-                        work = partition_runtime.on_event(
-                            message.topic, event_from_wire(parsed), time.monotonic(), origin
-                        )
-                        writes.add(work.state_writes)
-                        output = work.output
-                        for action in output.actions:
-                            value = dumps(action_record(action, policy.version)).encode()
-                            await send(f"{prefix}actions", value, key=action.user_id.encode())
-                        for decision in output.decisions:
-                            value = dumps(decision_record(decision, policy.version)).encode()
-                            await send(f"{prefix}decisions", value, key=decision.user_id.encode())
-                        for conversion in output.conversions:
-                            value = dumps(conversion_record(conversion, policy.version)).encode()
-                            await send(
-                                f"{prefix}conversions", value, key=conversion.user_id.encode()
-                            )
-                        records_out += len(output.actions) + len(output.decisions)
-                    offsets[tp] = messages[-1].offset + 1
-                    done += len(messages)
+            async for tp, messages in commit_window(consumer, total - done):
+                if first is None:
+                    first = time.monotonic()
+                partition_runtime = runtime(tp.partition)
+                writes = deferred[tp.partition]
+                for message in messages:
+                    position = SourcePosition(
+                        topic=message.topic, partition=message.partition, offset=message.offset
+                    )
+                    parsed = parse_event(message.value or b"", position)
+                    if isinstance(parsed, DeadLetter):
+                        bad += 1
+                        continue
+                    origin = (f"{index[message.topic]}.{message.partition}", message.offset)
+                    work = partition_runtime.on_event(
+                        message.topic, event_from_wire(parsed), time.monotonic(), origin
+                    )
+                    writes.add(work.state_writes)
+                    output = work.output
+                    for action in output.actions:
+                        value = dumps(action_record(action, policy.version)).encode()
+                        await send(f"{prefix}actions", value, key=action.user_id.encode())
+                    for decision in output.decisions:
+                        value = dumps(decision_record(decision, policy.version)).encode()
+                        await send(f"{prefix}decisions", value, key=decision.user_id.encode())
+                    for conversion in output.conversions:
+                        value = dumps(conversion_record(conversion, policy.version)).encode()
+                        await send(f"{prefix}conversions", value, key=conversion.user_id.encode())
+                    records_out += len(output.actions) + len(output.decisions)
+                offsets[tp] = messages[-1].offset + 1
+                done += len(messages)
             await producer.flush()  # the outputs first, then the states that hold them
             for partition, writes in deferred.items():
                 for key, state in writes.drain():

@@ -353,14 +353,7 @@ async def passthrough(
     bootstrap: str, inputs: Sequence[str], output: str, group: str, total: int, txn: bool
 ) -> dict[str, Any]:
     """Consume every input record and produce it to ``output``: what any worker must do."""
-    consumer = AIOKafkaConsumer(
-        *inputs,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
+    consumer = batch.backlog_consumer(bootstrap, inputs, group)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -375,17 +368,14 @@ async def passthrough(
         while done < total:
             if txn:
                 await producer.begin_transaction()
-            window_end = time.monotonic() + COMMIT_INTERVAL
             offsets: dict[AioTP, int] = {}
-            while done < total and time.monotonic() < window_end:
-                batches = await consumer.getmany(timeout_ms=200, max_records=2000)
-                for tp, messages in batches.items():
-                    if first is None:
-                        first = time.monotonic()
-                    for message in messages:
-                        await producer.send(output, message.value, key=message.key)
-                    offsets[tp] = messages[-1].offset + 1
-                    done += len(messages)
+            async for tp, messages in batch.commit_window(consumer, total - done):
+                if first is None:
+                    first = time.monotonic()
+                for message in messages:
+                    await producer.send(output, message.value, key=message.key)
+                offsets[tp] = messages[-1].offset + 1
+                done += len(messages)
             if txn:
                 await producer.send_offsets_to_transaction(offsets, group)
                 await producer.commit_transaction()
