@@ -33,14 +33,9 @@ from schemas.events import parse_event
 from schemas.outputs import DeadLetter, SourcePosition
 from streams.clock import PartitionClock
 from streams.partition import PartitionRuntime
+from streams.pipeline import output_records
 from streams.state import DeferredWrites, PartitionKV, Write
-from suppressor.codec import (
-    action_record,
-    conversion_record,
-    decision_record,
-    dumps,
-    event_from_wire,
-)
+from suppressor.codec import event_from_wire
 from suppressor.domain.engine import Engine
 from suppressor.domain.policy import Policy
 
@@ -161,17 +156,9 @@ async def batch_loop(
                         message.topic, event_from_wire(parsed), time.monotonic(), origin
                     )
                     writes.add(work.state_writes)
-                    output = work.output
-                    for action in output.actions:
-                        value = dumps(action_record(action, policy.version)).encode()
-                        await send(f"{prefix}actions", value, key=action.user_id.encode())
-                    for decision in output.decisions:
-                        value = dumps(decision_record(decision, policy.version)).encode()
-                        await send(f"{prefix}decisions", value, key=decision.user_id.encode())
-                    for conversion in output.conversions:
-                        value = dumps(conversion_record(conversion, policy.version)).encode()
-                        await send(f"{prefix}conversions", value, key=conversion.user_id.encode())
-                    records_out += len(output.actions) + len(output.decisions)
+                    for kind, key, value in output_records(work.output, policy.version):
+                        await send(prefix + kind, value, key=key)
+                    records_out += len(work.output.actions) + len(work.output.decisions)
                 offsets[tp] = messages[-1].offset + 1
                 done += len(messages)
             await producer.flush()  # the outputs first, then the states that hold them

@@ -543,18 +543,18 @@ async def latency_run(
                 for message in messages:
                     seen.append((message.timestamp, seen_at, json.loads(message.value)))
 
-    cpu: list[tuple[float, float]] = []  # (monotonic, worker CPU seconds) after the warm-up
-    scraped: list[dict[str, float]] = []  # /metrics after the warm-up: the first, the latest
+    # After the warm-up, the first and the latest: (monotonic, worker CPU seconds, /metrics)
+    samples: list[tuple[float, float, dict[str, float]]] = []
 
     async def sample_lag() -> None:
         while not stop.is_set():
             await asyncio.sleep(1.0)
             if time.monotonic() - started < LATENCY_WARMUP_S:
                 continue
-            cpu.append((time.monotonic(), worker.cpu_seconds()))
+            moment, cpu_s = time.monotonic(), worker.cpu_seconds()
             text = await asyncio.to_thread(worker.metrics_text)
-            scraped.append(parse_metrics(text))
-            del scraped[1:-1]  # the first after the warm-up and the latest
+            samples.append((moment, cpu_s, parse_metrics(text)))
+            del samples[1:-1]
             now_s = time.time()
             lags.extend(now_s - t for t in metric_values(text, "suppressor_stream_time_seconds"))
 
@@ -615,7 +615,12 @@ async def latency_run(
         decided.add(trigger)
         record_ms.append(record_ts - sent[trigger])
         seen_ms.append(seen_at - sent[trigger])
-    read_lag_p99 = histogram_quantile(_difference(scraped), "suppressor_event_lag_seconds", 0.99)
+    cpu_share = read_lag_p99 = None
+    if len(samples) > 1:
+        (start, cpu_start, first), (end, cpu_end, last) = samples
+        cpu_share = (cpu_end - cpu_start) / (end - start)
+        grown = {key: value - first.get(key, 0.0) for key, value in last.items()}
+        read_lag_p99 = histogram_quantile(grown, "suppressor_event_lag_seconds", 0.99)
     return {
         "guarantee": deployment.guarantee,
         "rate": rate,
@@ -623,9 +628,7 @@ async def latency_run(
         "events_measured": len(measured),
         "decisions_measured": len(record_ms),
         "events_with_decision": len(decided),
-        "worker_cpu_share": (
-            (cpu[-1][1] - cpu[0][1]) / (cpu[-1][0] - cpu[0][0]) if len(cpu) > 1 else None
-        ),
+        "worker_cpu_share": cpu_share,
         "read_lag_p99_ms": _ms(read_lag_p99),
         "stream_lag_p50_ms": _ms(percentile(lags, 50)),
         "stream_lag_p99_ms": _ms(percentile(lags, 99)),
@@ -634,14 +637,6 @@ async def latency_run(
         "seen_p50_ms": percentile(seen_ms, 50),
         "seen_p99_ms": percentile(seen_ms, 99),
     }
-
-
-def _difference(scraped: list[dict[str, float]]) -> dict[str, float]:
-    """What the counters (and histogram buckets) grew by between the first and last scrape."""
-    if len(scraped) < 2:
-        return {}
-    first, last = scraped[0], scraped[-1]
-    return {key: value - first.get(key, 0.0) for key, value in last.items()}
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -212,8 +212,9 @@ class Consumer(AIOKafkaConsumer):
         def create_holding(*args: Any, **kwargs: Any) -> Any:
             consumer = create(*args, **kwargs)
             if self.fetch_hold is not None:  # read by consumer.start(); Faust passes neither
-                consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = self.fetch_hold
-                log.info("fetches held up to %d ms for %d bytes", *reversed(self.fetch_hold))
+                min_bytes, max_wait_ms = self.fetch_hold
+                consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = min_bytes, max_wait_ms
+                log.info("fetches held up to %d ms for %d bytes", max_wait_ms, min_bytes)
             return consumer
 
         thread._create_worker_consumer = create_holding  # type: ignore[method-assign]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import NamedTuple
 
 import faust
@@ -51,7 +51,7 @@ from suppressor.codec import (
     dumps,
     event_from_wire,
 )
-from suppressor.domain.engine import Engine
+from suppressor.domain.engine import Engine, Output
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,11 @@ class Pipeline:
         self._input_index = {topic: i for i, topic in enumerate(topology.inputs)}
         self._deferred: dict[int, DeferredWrites] = {}
         self.policy_version = engine.policy.version
+        self._output_topics = {
+            ACTIONS: topology.actions,
+            DECISIONS: topology.decisions,
+            CONVERSIONS: topology.conversions,
+        }
 
     @property
     def at_least_once(self) -> bool:
@@ -272,16 +277,9 @@ class Pipeline:
             changelog = self.users.changelog_topic.get_topic_name()
             for key, value in work.state_writes:
                 await send(source, changelog, key, value, partition)
-        version = self.policy_version
-        for action in work.output.actions:
-            value = dumps(action_record(action, version)).encode()
-            await send(source, self.topology.actions, action.user_id.encode(), value)
-        for decision in work.output.decisions:
-            value = dumps(decision_record(decision, version)).encode()
-            await send(source, self.topology.decisions, decision.user_id.encode(), value)
-        for conversion in work.output.conversions:
-            value = dumps(conversion_record(conversion, version)).encode()
-            await send(source, self.topology.conversions, conversion.user_id.encode(), value)
+        topics = self._output_topics
+        for kind, key, value in output_records(work.output, self.policy_version):
+            await send(source, topics[kind], key, value)
         self.observer.on_work(self.runtimes[partition], work)
 
     async def before_commit(self) -> None:
@@ -397,6 +395,26 @@ def _internal_headers(message: Message, partitions: int, inputs: int) -> Interna
             return f"header {ORIGIN} names no input partition of {SOURCE}: {headers[ORIGIN]!r}"
         origin = (f"{index}.{partition}", offset)
     return Internal(source, mark is not None, watermark, origin)
+
+
+ACTIONS, DECISIONS, CONVERSIONS = "actions", "decisions", "conversions"
+"""The kinds of output record ``output_records`` yields."""
+
+
+def output_records(output: Output, policy_version: str) -> Iterator[tuple[str, bytes, bytes]]:
+    """The engine's output as records: (kind, key = user id, JSON value), actions first."""
+    for action in output.actions:
+        yield (
+            ACTIONS,
+            action.user_id.encode(),
+            dumps(action_record(action, policy_version)).encode(),
+        )
+    for decision in output.decisions:
+        value = dumps(decision_record(decision, policy_version)).encode()
+        yield DECISIONS, decision.user_id.encode(), value
+    for conversion in output.conversions:
+        value = dumps(conversion_record(conversion, policy_version)).encode()
+        yield CONVERSIONS, conversion.user_id.encode(), value
 
 
 def dead_letter_bytes(dead: DeadLetter) -> bytes:
