@@ -72,17 +72,17 @@ class PartitionRuntime:
         return self._process(event, now, origin)
 
     def on_watermark(
-        self, source: str, watermark: int | None, now: float, live: bool = False
+        self, source: str, watermark: int | None, now: float, fresh: bool = False
     ) -> Work:
         """Everything ``source`` will still forward here has ts >= watermark (give or take
-        the inputs' disorder); None: it is alive but does not know yet. ``live``: the
-        source is not catching up (``Pipeline._fresh``); then its watermark keeps it in
+        the inputs' disorder); None: it is alive but does not know yet. ``fresh``: the
+        source is live, not catching up (``Pipeline._fresh``); then its watermark keeps it in
         this partition's stream time only while it forwards events here
         (``PartitionClock.promise``), as a quiet input topic is left out after
         ``idle_timeout``."""
         if watermark is None:
             self.clock.touch(source, now)
-        elif live:
+        elif fresh:
             self.clock.promise(source, watermark, now)
         else:
             self.clock.observe(source, watermark, now)
