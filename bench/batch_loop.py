@@ -37,10 +37,11 @@ from streams.pipeline import output_records
 from streams.state import DeferredWrites, PartitionKV, Write
 from suppressor.codec import event_from_wire
 from suppressor.domain.engine import Engine
-from suppressor.domain.policy import Policy
+from suppressor.settings import Settings
 
-COMMIT_INTERVAL = 1.0
-LINGER_MS = 20
+COMMIT_INTERVAL: float = Settings.model_fields["commit_interval"].default
+"""The worker's default ``commit_interval``; the passthroughs commit as often."""
+LINGER_MS = round(Settings.model_fields["producer_linger"].default * 1000)
 """The worker's default ``producer_linger``."""
 
 
@@ -100,7 +101,6 @@ async def batch_loop(
     bootstrap: str,
     inputs: Sequence[str],
     prefix: str,
-    policy: Policy,
     engine: Engine,
     total: int,
     workdir: Path,
@@ -110,6 +110,7 @@ async def batch_loop(
     workdir.mkdir(parents=True)
     consumer = backlog_consumer(bootstrap, inputs, f"{prefix}group")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=LINGER_MS)
+    policy = engine.policy
     hybrid = policy.clock != "event"
     index = {topic: number for number, topic in enumerate(inputs)}
     runtimes: dict[int, PartitionRuntime] = {}

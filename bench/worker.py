@@ -67,7 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = ROOT / "deploy" / "local" / "kafka"
 PORT = 19592
 """Never 9092 (the default), 19092 (tests), 19392: other people run brokers there."""
-COMMIT_INTERVAL = 1.0
+COMMIT_INTERVAL = batch.COMMIT_INTERVAL
 """The worker's default ``commit_interval``; the passthroughs commit as often."""
 PASSTHROUGH_RUNS = 3
 """The aiokafka passthrough reads the backlog in a second or two, so one run's rate is
@@ -940,6 +940,6 @@ def _batch_loop(
     catalog, _ = load_catalog(str(data / "catalog.jsonl"))
     return asyncio.run(
         batch.batch_loop(
-            bootstrap, inputs, prefix, policy, Engine(policy, catalog), total, out / "batch-loop"
+            bootstrap, inputs, prefix, Engine(policy, catalog), total, out / "batch-loop"
         )
     )

@@ -404,11 +404,8 @@ ACTIONS, DECISIONS, CONVERSIONS = "actions", "decisions", "conversions"
 def output_records(output: Output, policy_version: str) -> Iterator[tuple[str, bytes, bytes]]:
     """The engine's output as records: (kind, key = user id, JSON value), actions first."""
     for action in output.actions:
-        yield (
-            ACTIONS,
-            action.user_id.encode(),
-            dumps(action_record(action, policy_version)).encode(),
-        )
+        value = dumps(action_record(action, policy_version)).encode()
+        yield ACTIONS, action.user_id.encode(), value
     for decision in output.decisions:
         value = dumps(decision_record(decision, policy_version)).encode()
         yield DECISIONS, decision.user_id.encode(), value
