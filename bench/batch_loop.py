@@ -21,6 +21,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,27 @@ def backlog_consumer(bootstrap: str, inputs: Sequence[str], group: str) -> AIOKa
     )
 
 
+@asynccontextmanager
+async def started(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> AsyncIterator[None]:
+    """Both clients started for the block, and both stopped after it, even on error."""
+    try:
+        await consumer.start()
+        await producer.start()
+        yield
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def flush_and_commit(
+    producer: AIOKafkaProducer, consumer: AIOKafkaConsumer, offsets: dict[AioTP, int]
+) -> None:
+    """At least once: everything sent is on the broker before the offsets read are committed."""
+    await producer.flush()
+    if offsets:
+        await consumer.commit(offsets)
+
+
 async def batch_loop(
     bootstrap: str,
     inputs: Sequence[str],
@@ -132,49 +154,51 @@ async def batch_loop(
         return found
 
     done = bad = records_out = 0
-    first: float | None = None
     send = producer.send
-    await consumer.start()
-    await producer.start()
+
+    async def handle(partition: int, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        nonlocal bad, records_out
+        partition_runtime, writes = runtime(partition), deferred[partition]
+        for message in messages:
+            position = SourcePosition(
+                topic=message.topic, partition=message.partition, offset=message.offset
+            )
+            parsed = parse_event(message.value or b"", position)
+            if isinstance(parsed, DeadLetter):
+                bad += 1
+                continue
+            origin = (f"{index[message.topic]}.{message.partition}", message.offset)
+            work = partition_runtime.on_event(
+                message.topic, event_from_wire(parsed), time.monotonic(), origin
+            )
+            writes.add(work.state_writes)
+            for kind, key, value in output_records(work.output, policy.version):
+                await send(prefix + kind, value, key=key)
+            records_out += len(work.output.actions) + len(work.output.decisions)
+
+    async def save_states() -> None:
+        """The outputs first, then the latest states that hold them, and the clocks."""
+        await producer.flush()
+        for partition, writes in deferred.items():
+            for key, state in writes.drain():
+                await send(f"{prefix}users-changelog", state, key=key, partition=partition)
+            for key, clock in runtimes[partition].save_clock():
+                await send(f"{prefix}clock-changelog", clock, key=key, partition=partition)
+
+    first: float | None = None
     try:
-        while done < total:
-            offsets: dict[AioTP, int] = {}
-            async for tp, messages in commit_window(consumer, total - done):
-                if first is None:
-                    first = time.monotonic()
-                partition_runtime = runtime(tp.partition)
-                writes = deferred[tp.partition]
-                for message in messages:
-                    position = SourcePosition(
-                        topic=message.topic, partition=message.partition, offset=message.offset
-                    )
-                    parsed = parse_event(message.value or b"", position)
-                    if isinstance(parsed, DeadLetter):
-                        bad += 1
-                        continue
-                    origin = (f"{index[message.topic]}.{message.partition}", message.offset)
-                    work = partition_runtime.on_event(
-                        message.topic, event_from_wire(parsed), time.monotonic(), origin
-                    )
-                    writes.add(work.state_writes)
-                    for kind, key, value in output_records(work.output, policy.version):
-                        await send(prefix + kind, value, key=key)
-                    records_out += len(work.output.actions) + len(work.output.decisions)
-                offsets[tp] = messages[-1].offset + 1
-                done += len(messages)
-            await producer.flush()  # the outputs first, then the states that hold them
-            for partition, writes in deferred.items():
-                for key, state in writes.drain():
-                    await send(f"{prefix}users-changelog", state, key=key, partition=partition)
-                for key, clock in runtimes[partition].save_clock():
-                    await send(f"{prefix}clock-changelog", clock, key=key, partition=partition)
-            await producer.flush()
-            if offsets:
-                await consumer.commit(offsets)
-        seconds = time.monotonic() - (first or time.monotonic())
+        async with started(consumer, producer):
+            while done < total:
+                offsets: dict[AioTP, int] = {}
+                async for tp, messages in commit_window(consumer, total - done):
+                    first = first or time.monotonic()
+                    await handle(tp.partition, messages)
+                    offsets[tp] = messages[-1].offset + 1
+                    done += len(messages)
+                await save_states()
+                await flush_and_commit(producer, consumer, offsets)
+            seconds = time.monotonic() - (first or time.monotonic())
     finally:
-        await producer.stop()
-        await consumer.stop()
         for kv in kvs:
             kv.close()
     return {

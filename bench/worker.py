@@ -360,11 +360,9 @@ async def passthrough(
         transactional_id=f"{group}-txn" if txn else None,
         enable_idempotence=txn,
     )
-    await consumer.start()
-    await producer.start()
     done = 0
     first: float | None = None
-    try:
+    async with batch.started(consumer, producer):
         while done < total:
             if txn:
                 await producer.begin_transaction()
@@ -380,13 +378,8 @@ async def passthrough(
                 await producer.send_offsets_to_transaction(offsets, group)
                 await producer.commit_transaction()
             else:
-                await producer.flush()
-                if offsets:
-                    await consumer.commit(offsets)
+                await batch.flush_and_commit(producer, consumer, offsets)
         seconds = time.monotonic() - (first or time.monotonic())
-    finally:
-        await producer.stop()
-        await consumer.stop()
     return {"events": done, "seconds": seconds, "events_per_s": done / seconds}
 
 
