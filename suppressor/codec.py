@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
+
 from schemas import events as wire
 from schemas.catalog import CatalogItem
 from schemas.outputs import SCHEMA_VERSION
 from schemas.timefmt import format_ms
 from suppressor.domain.catalog import Item
+from suppressor.domain.engine import ADDS_KEPT_PER_LINE
 from suppressor.domain.model import (
     Action,
     Basket,
@@ -25,6 +28,7 @@ from suppressor.domain.model import (
     UserState,
     Watch,
 )
+from suppressor.domain.policy import Policy
 
 
 def event_from_wire(event: wire.Event) -> Event:
@@ -64,6 +68,30 @@ def event_from_wire(event: wire.Event) -> Event:
             )
         case _:
             return Event(event.event_id, "forget", event.user_id, event.ts)
+
+
+def event_record(event: Event) -> dict[str, Any]:
+    """A domain event back in its wire form, with the fields the engine keeps (a purchase's
+    quantities and prices, a browse's page are not kept)."""
+    record: dict[str, Any] = {
+        "event_id": event.event_id,
+        "type": event.type,
+        "user_id": event.user_id,
+        "ts": format_ms(event.ts),
+    }
+    if event.type in ("browse", "cart", "review"):
+        record["item_id"] = event.item_id
+    if event.type == "cart":
+        record.update(action=event.action, quantity=event.quantity)
+    elif event.type == "purchase":
+        record.update(order_id=event.order_id, items=[{"item_id": i} for i in event.items])
+    elif event.type == "review":
+        record["rating"] = event.rating
+    elif event.type == "consent":
+        for name in ("basket_recovery", "similar_item", "max_actions_per_week"):
+            if getattr(event, name) is not None:
+                record[name] = getattr(event, name)
+    return record
 
 
 def item_from_wire(item: CatalogItem) -> Item:
@@ -139,45 +167,146 @@ def dumps(record: dict[str, Any]) -> str:
 
 
 # --- user state <-> bytes (the table's value) -------------------------------------
+#
+# Version 2 (msgpack, written since issue 17): one array, the version first, the
+# at-least-once origins (see streams.state) inside it. Version 1 (JSON, written before):
+# an object with "v": 1, and the origins as JSON on a second line; still read, and
+# written again as version 2 the next time the user changes.
 
-_STATE_VERSION = 1
+STATE_VERSION = 2
+
+Origins = dict[str, int]
+"""Per input partition (``"<input index>.<partition>"``), the offset of the last event
+applied to the state (at-least-once redelivery, see streams.state)."""
 
 
-def state_to_bytes(state: UserState) -> bytes:
+class UnreadableState(ValueError):
+    """A stored user state this code cannot decode (corrupt, or an unknown version)."""
+
+
+class _Basket(msgspec.Struct, array_like=True, frozen=True):
+    items: tuple[tuple[str, tuple[str, ...]], ...]
+    episode_items: tuple[str, ...]
+    deadline: int | None
+    reminders: int
+    bought_any: bool
+
+
+class _StateV2(msgspec.Struct, array_like=True):
+    """The encoded state. New fields go at the end with a default: older records then
+    decode with that default and the version stays."""
+
+    version: int
+    user_id: str
+    customer: bool
+    purchased: list[str]
+    owned_one_off: list[str]
+    visited: list[str]
+    ruled_out: list[str]
+    basket: _Basket | None
+    consent_basket: bool | None
+    consent_similar: bool | None
+    max_per_week: int | None
+    opted_in_similar: bool
+    sent: tuple[Sent, ...]
+    last_browse: int | None
+    watching: tuple[Watch, ...]
+    pending: list[Event]
+    origins: Origins = {}
+
+
+_ENCODE = msgspec.msgpack.Encoder().encode
+_DECODE = msgspec.msgpack.Decoder(_StateV2).decode
+
+
+def state_to_bytes(state: UserState, origins: Origins | None = None) -> bytes:
     basket = state.basket
-    data = {
-        "v": _STATE_VERSION,
-        "u": state.user_id,
-        "c": state.customer,
-        "p": sorted(state.purchased),
-        "o": sorted(state.owned_one_off),
-        "d": sorted(state.visited),
-        "r": sorted(state.ruled_out),
-        "b": None
-        if basket is None
-        else [
-            [[item, list(adds)] for item, adds in basket.items],
-            list(basket.episode_items),
-            basket.deadline,
-            basket.reminders,
-            basket.bought_any,
-        ],
-        "cb": state.consent_basket,
-        "cs": state.consent_similar,
-        "mw": state.max_per_week,
-        "oi": state.opted_in_similar,
-        "s": [[s.ts, s.kind, list(s.items)] for s in state.sent],
-        "lb": state.last_browse,
-        "w": [[*watch[:3], list(watch.items), *watch[4:]] for watch in state.watching],
-        "q": [_event_to_list(event) for event in state.pending],
-    }
-    return json.dumps(data, separators=(",", ":")).encode()
+    return _ENCODE(
+        _StateV2(
+            STATE_VERSION,
+            state.user_id,
+            state.customer,
+            list(state.purchased),
+            list(state.owned_one_off),
+            list(state.visited),
+            list(state.ruled_out),
+            None
+            if basket is None
+            else _Basket(
+                basket.items,
+                basket.episode_items,
+                basket.deadline,
+                basket.reminders,
+                basket.bought_any,
+            ),
+            state.consent_basket,
+            state.consent_similar,
+            state.max_per_week,
+            state.opted_in_similar,
+            state.sent,
+            state.last_browse,
+            state.watching,
+            state.pending,
+            origins or {},
+        )
+    )
+
+
+def decode_state(raw: bytes) -> tuple[UserState, Origins]:
+    """A stored state (version 2, or version 1 JSON) and its origins; UnreadableState when
+    it is neither."""
+    if raw[:1] == b"{":
+        return _decode_v1(raw)
+    try:
+        data = _DECODE(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise UnreadableState(f"not a user state: {error}") from None
+    if data.version != STATE_VERSION:
+        raise UnreadableState(f"unknown user state version {data.version!r}")
+    b = data.basket
+    basket = (
+        None
+        if b is None
+        else Basket(b.items, b.episode_items, b.deadline, b.reminders, b.bought_any)
+    )
+    state = UserState(
+        user_id=data.user_id,
+        customer=data.customer,
+        purchased=dict.fromkeys(data.purchased),
+        owned_one_off=dict.fromkeys(data.owned_one_off),
+        visited=dict.fromkeys(data.visited),
+        ruled_out=dict.fromkeys(data.ruled_out),
+        basket=basket,
+        consent_basket=data.consent_basket,
+        consent_similar=data.consent_similar,
+        max_per_week=data.max_per_week,
+        opted_in_similar=data.opted_in_similar,
+        sent=data.sent,
+        last_browse=data.last_browse,
+        watching=data.watching,
+        pending=data.pending,
+    )
+    return state, data.origins
 
 
 def state_from_bytes(raw: bytes) -> UserState:
-    data = json.loads(raw)
-    if data.get("v") != _STATE_VERSION:
-        raise ValueError(f"unknown user state version {data.get('v')!r}")
+    return decode_state(raw)[0]
+
+
+def _decode_v1(raw: bytes) -> tuple[UserState, Origins]:
+    text, _, origins = raw.partition(b"\n")
+    try:
+        data = json.loads(text)
+        if data.get("v") != 1:
+            raise UnreadableState(f"unknown user state version {data.get('v')!r}")
+        return _state_v1(data), dict(json.loads(origins)) if origins else {}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        if isinstance(error, UnreadableState):
+            raise
+        raise UnreadableState(f"not a version 1 user state: {error!r}") from None
+
+
+def _state_v1(data: dict[str, Any]) -> UserState:
     b = data["b"]
     basket = (
         None
@@ -193,10 +322,10 @@ def state_from_bytes(raw: bytes) -> UserState:
     return UserState(
         user_id=data["u"],
         customer=data["c"],
-        purchased=frozenset(data["p"]),
-        owned_one_off=frozenset(data["o"]),
-        visited=frozenset(data["d"]),
-        ruled_out=frozenset(data["r"]),
+        purchased=dict.fromkeys(data["p"]),
+        owned_one_off=dict.fromkeys(data["o"]),
+        visited=dict.fromkeys(data["d"]),
+        ruled_out=dict.fromkeys(data["r"]),
         basket=basket,
         consent_basket=data["cb"],
         consent_similar=data["cs"],
@@ -208,14 +337,51 @@ def state_from_bytes(raw: bytes) -> UserState:
             Watch(closes, action_id, kind, tuple(items), ts, held_out, converted_at)
             for closes, action_id, kind, items, ts, held_out, converted_at in data.get("w", ())
         ),
-        pending=[_event_from_list(row) for row in data["q"]],
+        pending=[_event_v1(row) for row in data["q"]],
     )
 
 
-def _event_to_list(event: Event) -> list[Any]:
-    return [list(v) if isinstance(v, tuple) else v for v in event]
-
-
-def _event_from_list(row: list[Any]) -> Event:
+def _event_v1(row: list[Any]) -> Event:
     values: list[Any] = [tuple(v) if isinstance(v, list) else v for v in row]
     return Event(*values)
+
+
+# --- the largest state the limits allow ------------------------------------------------
+
+ID_BYTES = 256 * 4 + 3
+"""The most an id takes encoded: 256 characters (the wire schemas' limit) of 4 UTF-8 bytes,
+and a msgpack str header."""
+NUMBER_BYTES = 9
+"""The most a number, a bool or None takes (a 64-bit int and its marker)."""
+HEADER_BYTES = 5
+"""A msgpack array or map header at most."""
+
+
+def worst_case_state_bytes(policy: Policy, input_partitions: int) -> int:
+    """An upper bound of the encoded size of any state ``policy``'s ``state_limits`` allow,
+    with every id at its longest, origins for ``input_partitions`` input partitions
+    (every input topic's partitions, plus the repartition topic's). The worker refuses to
+    start when the changelog cannot take that much (streams.app)."""
+    limits = policy.state_limits
+    action_items = max(policy.max_similar_items, limits.basket_items)
+    sent = HEADER_BYTES * 2 + NUMBER_BYTES + ID_BYTES + action_items * ID_BYTES
+    watch = HEADER_BYTES * 2 + 4 * NUMBER_BYTES + 2 * ID_BYTES + action_items * ID_BYTES
+    line = HEADER_BYTES * 2 + ID_BYTES + ADDS_KEPT_PER_LINE * ID_BYTES
+    basket = HEADER_BYTES * 3 + 4 * NUMBER_BYTES + limits.basket_items * (line + ID_BYTES)
+    origin = 2 * ID_BYTES // 4 + NUMBER_BYTES  # "<index>.<partition>": short digits
+    id_sets = (
+        limits.purchased_items
+        + limits.ruled_out_items
+        + limits.visited_destinations
+        + limits.owned_one_off_categories
+    )
+    return (
+        HEADER_BYTES * 8
+        + 10 * NUMBER_BYTES
+        + ID_BYTES  # user id
+        + id_sets * ID_BYTES
+        + basket
+        + limits.recent_actions * (sent + watch)
+        + limits.held_bytes
+        + input_partitions * origin
+    )

@@ -19,6 +19,7 @@ class Tally:
     emitted: Counter[str] = field(default_factory=Counter)  # by trigger
     exclusions: Counter[str] = field(default_factory=Counter)  # by reason
     dlq: Counter[str] = field(default_factory=Counter)  # by error code
+    failures: Counter[str] = field(default_factory=Counter)  # users' steps that raised, by code
     late_events: int = 0
     erasures: int = 0
     # attribution: (kind, "treated" | "holdout", converted) -> closed windows

@@ -33,11 +33,26 @@ from suppressor.domain.model import (
     Trigger,
     UserState,
     Watch,
+    held_size,
     stable_id,
+    with_added,
+    without,
 )
-from suppressor.domain.policy import Policy
+from suppressor.domain.policy import Policy, StateLimits
 from suppressor.domain.rules import Proposal
 from suppressor.domain.split import HoldoutSplit
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A user's step that raised (see `Processor`): nothing of it was applied or output.
+    `event` is the event being applied, None when a deadline was being fired. `code` is
+    the dead-letter code: "state_too_large" or "internal_error"."""
+
+    user_id: str
+    event: Event | None
+    code: str
+    error: Exception
 
 
 @dataclass(slots=True)
@@ -47,6 +62,15 @@ class Output:
     late_events: int = 0
     erased: set[str] = field(default_factory=set)  # users whose state a forget wiped
     conversions: list[Conversion] = field(default_factory=list)  # attribution windows closed
+    failures: list[Failure] = field(default_factory=list)
+
+    def merge(self, other: Output) -> None:
+        self.decisions += other.decisions
+        self.actions += other.actions
+        self.late_events += other.late_events
+        self.erased |= other.erased
+        self.conversions += other.conversions
+        self.failures += other.failures
 
 
 @dataclass(slots=True)
@@ -105,10 +129,23 @@ class Engine:
             out.late_events += 1
             current = self.advance_in_place(state, watermark, out)
             current = current or UserState(user_id=event.user_id)
-            current = self._apply(current, event, out)
-            return None if event.type == "forget" and not current.pending else current
+            current, applied = self._apply_guarded(current, event, out)
+            forgot = applied and event.type == "forget"
+            return None if forgot and not current.pending else current
         bisect.insort(state.pending, event, key=_order)
-        return self.advance_in_place(state, watermark, out)
+        current = self.advance_in_place(state, watermark, out)
+        return current if current is None else self._bound_held(current, out)
+
+    def _bound_held(self, state: UserState, out: Output) -> UserState | None:
+        """Held events over `state_limits` (count or bytes): the oldest are applied now, as
+        if stream time had passed them, deadlines up to them first. One id shared by many
+        people keeps a bounded buffer; a later event older than those is then applied after
+        them (its order among that user's events is lost, nothing else)."""
+        limits = self.policy.state_limits
+        current: UserState | None = state
+        while current is not None and _over(current.pending, limits):
+            current = self.advance_in_place(current, current.pending[0].ts + 1, out)
+        return current
 
     def advance_in_place(self, state: UserState, watermark: int, out: Output) -> UserState | None:
         """Apply every event and fire every deadline the watermark has passed, in time order.
@@ -122,12 +159,47 @@ class Engine:
             timer = _next_timer(state)
             if pending and pending[0].ts < watermark and (timer is None or pending[0].ts <= timer):
                 head = pending.pop(0)
-                state = self._apply(state, head, out)
-                blank = head.type == "forget"
+                state, applied = self._apply_guarded(state, head, out)
+                blank = head.type == "forget" if applied else blank
             elif timer is not None and timer < watermark:
-                self._fire_timer(state, timer, out)
+                self._fire_timer_guarded(state, timer, out)
             else:
                 return None if blank and not pending else state
+
+    def _apply_guarded(self, state: UserState, event: Event, out: Output) -> tuple[UserState, bool]:
+        """`_apply` on a copy: should it raise (a bug), the event is left out, reported in
+        `out.failures` for the shell to dead-letter, and the state stays as it was, so one
+        bad event can never wedge a user (held, it would fail again at every later one).
+        True with the new state when it was applied."""
+        trial = state.copy()
+        trial.pending = state.pending  # the caller's buffer: the event is already off it
+        step = Output()
+        try:
+            new = self._apply(trial, event, step)
+        except Exception as error:
+            out.failures.append(Failure(state.user_id, event, "internal_error", error))
+            return state, False
+        out.merge(step)
+        return new, True
+
+    def _fire_timer_guarded(self, state: UserState, at: int, out: Output) -> None:
+        """`_fire_timer`, and should it raise (a bug), the timer is dropped (a basket keeps
+        its items but its reminder is not sent; an attribution window writes no record)."""
+        trial = state.copy()
+        trial.pending = state.pending  # untouched by timers: the caller's list stays its own
+        step = Output()
+        try:
+            self._fire_timer(trial, at, step)
+        except Exception as error:
+            out.failures.append(Failure(state.user_id, None, "internal_error", error))
+            if state.basket is not None and state.basket.deadline == at:
+                state.basket = _rearm(state.basket, None)
+            else:
+                state.watching = state.watching[1:]
+            return
+        for name in UserState.__slots__:
+            setattr(state, name, getattr(trial, name))
+        out.merge(step)
 
     def flush_in_place(self, state: UserState, out: Output) -> UserState | None:
         """End of input: apply every held event (no later data can come)."""
@@ -154,13 +226,14 @@ class Engine:
 
     def _cart(self, state: UserState, event: Event, out: Output) -> None:
         item = event.item_id or ""
+        limits = self.policy.state_limits
         if event.action == "add":
-            state.ruled_out = state.ruled_out - {item}  # the person's latest word wins
-            state.basket = _add_to_basket(state.basket or Basket(), item, event.event_id)
+            state.ruled_out = without(state.ruled_out, (item,))  # the person's latest word wins
+            basket = _add_to_basket(state.basket or Basket(), item, event.event_id)
             armed = event.ts + self.policy.abandon_after
-            state.basket = _rearm(state.basket, armed)
+            state.basket = _rearm(_bound_basket(basket, limits.basket_items), armed)
             return
-        state.ruled_out = state.ruled_out | {item}
+        state.ruled_out = with_added(state.ruled_out, (item,), limits.ruled_out_items)
         if state.basket is not None:
             state.basket = _remove_from_basket(state.basket, {item}, bought=False)
             self._end_episode_if_empty(state, event, out)
@@ -170,13 +243,17 @@ class Engine:
         if state.watching:
             state.watching = _attribute(state.watching, bought.keys(), event.ts)
         state.customer = True
-        state.purchased = state.purchased | bought.keys()
-        for item_id in bought:
-            item = self.catalog.get(item_id)
-            if item is not None and item.kind == "destination":
-                state.visited = state.visited | {item_id}
-            if item is not None and item.one_off:
-                state.owned_one_off = state.owned_one_off | {item.category}
+        limits = self.policy.state_limits
+        state.purchased = with_added(state.purchased, bought, limits.purchased_items)
+        items = [item for item in map(self.catalog.get, bought) if item is not None]
+        trips = [item.item_id for item in items if item.kind == "destination"]
+        if trips:
+            state.visited = with_added(state.visited, trips, limits.visited_destinations)
+        kinds = [item.category for item in items if item.one_off]
+        if kinds:
+            state.owned_one_off = with_added(
+                state.owned_one_off, kinds, limits.owned_one_off_categories
+            )
         if state.basket is not None:
             state.basket = _remove_from_basket(state.basket, set(bought), bought=True)
             self._end_episode_if_empty(state, event, out)
@@ -190,12 +267,14 @@ class Engine:
     def _review(self, state: UserState, event: Event, out: Output) -> None:
         item, rating = event.item_id or "", event.rating or 3
         reviewed = self.catalog.get(item)
+        limits = self.policy.state_limits
         if reviewed is not None and reviewed.kind == "destination":
-            state.visited = state.visited | {item}  # a trip reviewed is a trip taken
+            # a trip reviewed is a trip taken
+            state.visited = with_added(state.visited, (item,), limits.visited_destinations)
         if rating >= 4:
             self._similar_item(state, out, event, item, "reviews")
         elif rating <= 2:
-            state.ruled_out = state.ruled_out | {item}
+            state.ruled_out = with_added(state.ruled_out, (item,), limits.ruled_out_items)
 
     def _consent(self, state: UserState, event: Event, out: Output) -> None:
         if event.basket_recovery is not None:
@@ -351,11 +430,13 @@ class Engine:
         return action_id is not None
 
     def _watch(self, state: UserState, proposal: Proposal, action_id: str, held_out: bool) -> None:
+        """Open the action's attribution window. Beyond `state_limits.recent_actions` open
+        windows the one closing first is dropped, with no conversion record."""
         closes = proposal.ts + self.policy.attribution_window
         watch = Watch(closes, action_id, proposal.kind, proposal.items, proposal.ts, held_out)
         watching = list(state.watching)
         bisect.insort(watching, watch, key=_watch_order)
-        state.watching = tuple(watching)
+        state.watching = tuple(watching[-self.policy.state_limits.recent_actions :])
 
     def _suppress(
         self,
@@ -389,6 +470,10 @@ _HANDLERS = {
     "review": Engine._review,
     "consent": Engine._consent,
 }
+
+
+ADDS_KEPT_PER_LINE = 20
+"""Add events remembered per basket line (they are the basket action's sources)."""
 
 
 def _order(event: Event) -> tuple[int, str]:
@@ -425,11 +510,25 @@ def _attribute(watching: tuple[Watch, ...], bought: Iterable[str], ts: int) -> t
 
 def _add_to_basket(basket: Basket, item: str, event_id: str) -> Basket:
     items = dict(basket.items)
-    items[item] = (*items.get(item, ()), event_id)[-20:]
+    items[item] = (*items.get(item, ()), event_id)[-ADDS_KEPT_PER_LINE:]
     episode = (
         basket.episode_items if item in basket.episode_items else (*basket.episode_items, item)
     )
     return replace(basket, items=tuple(items.items()), episode_items=episode)
+
+
+def _over(pending: list[Event], limits: StateLimits) -> bool:
+    """Whether the held events exceed the limits on their number or their encoded size."""
+    if not pending:
+        return False
+    return len(pending) > limits.held_events or sum(map(held_size, pending)) > limits.held_bytes
+
+
+def _bound_basket(basket: Basket, limit: int) -> Basket:
+    """At most `limit` lines: the line added first leaves (neither bought nor ruled out)."""
+    if len(basket.items) <= limit and len(basket.episode_items) <= limit:
+        return basket
+    return replace(basket, items=basket.items[-limit:], episode_items=basket.episode_items[-limit:])
 
 
 def _remove_from_basket(basket: Basket, leaving: set[str], bought: bool) -> Basket:
@@ -451,5 +550,6 @@ def _reminded(basket: Basket) -> Basket:
 def _remember_sent(state: UserState, proposal: Proposal, policy: Policy) -> None:
     keep_for = max(policy.frequency_cap.per, rules.WEEK_MS, policy.dedupe_window)
     since = proposal.ts - keep_for
-    recent = tuple(sent for sent in state.sent if sent.ts > since)
-    state.sent = (*recent, Sent(proposal.ts, proposal.kind, tuple(sorted(proposal.items))))
+    recent = [sent for sent in state.sent if sent.ts > since]
+    recent.append(Sent(proposal.ts, proposal.kind, tuple(sorted(proposal.items))))
+    state.sent = tuple(recent[-policy.state_limits.recent_actions :])

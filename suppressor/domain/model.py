@@ -1,14 +1,16 @@
 """Plain values the engine works on: events, per-user state, decisions, actions.
 
 Times are integer milliseconds since the Unix epoch (event time). State fields
-hold immutable values (frozensets, tuples, frozen dataclasses) except the
-reorder buffer `pending`, so a shallow copy plus a copy of `pending` is a full
-copy: cheap enough to keep the engine pure at 100k events a second.
+hold values that are never changed in place (tuples, frozen dataclasses, and the
+ordered id sets below, which are replaced, never updated) except the reorder
+buffer `pending`, so a shallow copy plus a copy of `pending` is a full copy:
+cheap enough to keep the engine pure at 100k events a second.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -16,7 +18,34 @@ EventType = Literal["browse", "cart", "purchase", "review", "consent", "forget"]
 ActionKind = Literal["basket_recovery", "similar_item"]
 Trigger = Literal["browse_nudge", "product_ad", "similar_item", "basket_recovery"]
 
-EMPTY: frozenset[str] = frozenset()
+Ids = Mapping[str, None]
+"""Item ids (or categories) in the order they were last added, oldest first: a dict used
+as an ordered set, so that a state limit can evict the oldest (see `Policy.state_limits`).
+Replaced, never changed in place (`with_added`, `without`)."""
+
+
+def with_added(ids: Ids, added: Iterable[str], limit: int) -> Ids:
+    """`ids` with `added` moved to (or put at) the newest end, the oldest beyond `limit` out."""
+    new = dict.fromkeys(ids)
+    for item in added:
+        new.pop(item, None)
+        new[item] = None
+    excess = len(new) - limit
+    if excess > 0:
+        for oldest in list(new)[:excess]:
+            del new[oldest]
+    return new
+
+
+def without(ids: Ids, removed: Iterable[str]) -> Ids:
+    """`ids` less `removed` (the same object when none of them is there)."""
+    gone = [item for item in removed if item in ids]
+    if not gone:
+        return ids
+    new = dict.fromkeys(ids)
+    for item in gone:
+        del new[item]
+    return new
 
 
 class Event(NamedTuple):
@@ -39,6 +68,22 @@ class Event(NamedTuple):
     @property
     def order_key(self) -> tuple[int, str]:
         return (self.ts, self.event_id)
+
+
+def held_size(event: Event) -> int:
+    """An upper bound of the bytes `event` takes in the state's encoding (UTF-8 strings, a
+    few bytes of framing per value): what `state_limits.held_bytes` counts."""
+    strings = [event.event_id, event.user_id, *event.items]
+    for value in (event.item_id, event.order_id):
+        if value is not None:
+            strings.append(value)
+    return EVENT_FRAMING + sum(len(text.encode()) + STRING_FRAMING for text in strings)
+
+
+EVENT_FRAMING = 13 * 9 + 8
+"""Bytes of an encoded event besides its strings: every field as a 9-byte number at most."""
+STRING_FRAMING = 5
+"""Bytes of framing around one encoded string (a msgpack str32 header at most)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +125,10 @@ class Sent(NamedTuple):
 class UserState:
     user_id: str = ""
     customer: bool = False
-    purchased: frozenset[str] = EMPTY
-    owned_one_off: frozenset[str] = EMPTY  # categories of one-off items bought
-    visited: frozenset[str] = EMPTY  # destinations bought
-    ruled_out: frozenset[str] = EMPTY
+    purchased: Ids = field(default_factory=dict)
+    owned_one_off: Ids = field(default_factory=dict)  # categories of one-off items bought
+    visited: Ids = field(default_factory=dict)  # destinations bought or reviewed
+    ruled_out: Ids = field(default_factory=dict)
     basket: Basket | None = None
     consent_basket: bool | None = None
     consent_similar: bool | None = None

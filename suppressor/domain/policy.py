@@ -13,7 +13,14 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from suppressor.errors import ConfigError, InputFileError
 
@@ -54,6 +61,33 @@ class DefaultConsent(_Section):
     similar_item: bool = True
 
 
+class StateLimits(_Section):
+    """How much one user's state may hold (SPEC section 8, bounded state): one user id
+    shared by many people ("guest") or a hostile producer must never grow a state record
+    past what the changelog can take. Each collection keeps its newest entries; what
+    evicting the oldest means for the rules is in the README ("State limits")."""
+
+    purchased_items: int = Field(default=200, ge=1, description="items bought")
+    ruled_out_items: int = Field(default=100, ge=1, description="items removed or reviewed <= 2")
+    visited_destinations: int = Field(default=50, ge=1)
+    owned_one_off_categories: int = Field(default=50, ge=1)
+    recent_actions: int = Field(
+        default=20,
+        ge=1,
+        description="actions remembered for the frequency cap and dedupe, and attribution "
+        "windows open; at least frequency_cap.max_actions",
+    )
+    basket_items: int = Field(default=20, ge=1, description="lines of the current basket")
+    held_events: int = Field(
+        default=100, ge=1, description="events held in the user's reorder buffer"
+    )
+    held_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description="encoded size of the events held in the user's reorder buffer",
+    )
+
+
 class Policy(_Section):
     abandon_after: DurationMs = Field(default=parse_duration("1h"), gt=0)
     grace: DurationMs = Field(default=parse_duration("5m"), ge=0)
@@ -87,6 +121,17 @@ class Policy(_Section):
         default="retarget-suppressor", min_length=1, description="change it to redraw the split"
     )
     attribution_window: DurationMs = Field(default=parse_duration("7d"), gt=0)
+    state_limits: StateLimits = StateLimits()
+
+    @model_validator(mode="after")
+    def _cap_fits_the_memory(self) -> Policy:
+        if self.state_limits.recent_actions < self.frequency_cap.max_actions:
+            raise ValueError(
+                "state_limits.recent_actions must be at least frequency_cap.max_actions "
+                f"({self.frequency_cap.max_actions}), got {self.state_limits.recent_actions}: "
+                "the cap counts the actions a user's state remembers"
+            )
+        return self
 
     @property
     def version(self) -> str:
@@ -129,8 +174,11 @@ def load_policy(path: str | Path | None) -> Policy:
 def _explain(error: ValidationError, origin: str) -> str:
     lines = []
     for problem in error.errors(include_url=False):
-        field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        field = ".".join(str(part) for part in problem["loc"])
         message = problem["msg"].removeprefix("Value error, ")
+        if not field:  # a rule across fields: its message names them
+            lines.append(f"{origin}: {message}")
+            continue
         if problem["type"] == "extra_forbidden":
             message = "is not a policy setting (check the spelling; see README 'Policy')"
         elif "got" not in message:

@@ -9,10 +9,10 @@ stream time at which they fall due, so advancing time never scans every user.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-from suppressor.domain.engine import Engine, Output
+from suppressor.domain.engine import Engine, Failure, Output
 from suppressor.domain.model import Event, UserState
 
 
@@ -83,9 +83,27 @@ class DueIndex:
         self._due.clear()
 
 
+class StateTooLarge(Exception):
+    """Raised by a store's ``put`` before it writes anything: the state's encoding is over
+    what the store can keep (``size`` and ``limit`` in bytes)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"the user's state would take {size:,} bytes, more than the {limit:,} its "
+            "changelog record may; the event was not applied (the state before it stays)"
+        )
+        self.size = size
+        self.limit = limit
+
+
 class Processor:
     """`users` and `open_baskets` count the stored states and those with an armed basket
-    reminder: exact, kept up to date on every save, recounted by `rebuild_index`."""
+    reminder: exact, kept up to date on every save, recounted by `rebuild_index`.
+
+    One user's failure never stops the others: each user's step works on a copy of the
+    stored state, and when it raises (a bug, or a state the store refuses to write) the
+    stored state stays as it was, nothing that step produced is output, and the failure
+    is reported in `Output.failures` for the shell to dead-letter and count."""
 
     def __init__(self, engine: Engine, store: StateStore) -> None:
         self.engine = engine
@@ -96,11 +114,12 @@ class Processor:
 
     def on_event(self, event: Event, stream_time: int) -> Output:
         out = Output()
-        stored = self.store.get(event.user_id)
-        self._uncount(stored)
-        state = stored or UserState(user_id=event.user_id)
-        new = self.engine.ingest_in_place(state, event, stream_time, out)
-        self._save(event.user_id, new, out)
+        engine = self.engine
+
+        def ingest(state: UserState, step: Output) -> UserState | None:
+            return engine.ingest_in_place(state, event, stream_time, step)
+
+        self._step(event.user_id, ingest, out, event)
         self._fire_due(stream_time, out)
         return out
 
@@ -115,8 +134,7 @@ class Processor:
         for user_id in self.index.users():
             state = self.store.get(user_id)
             if state is not None and state.pending:
-                self._uncount(state)
-                self._save(user_id, self.engine.flush_in_place(state, out), out)
+                self._step(user_id, self.engine.flush_in_place, out)
         return out
 
     def rebuild_index(self) -> int:
@@ -130,11 +148,40 @@ class Processor:
 
     def _fire_due(self, stream_time: int, out: Output) -> None:
         watermark = stream_time - self.engine.policy.grace
+        engine = self.engine
+
+        def advance(state: UserState, step: Output) -> UserState | None:
+            return engine.advance_in_place(state, watermark, step)
+
         for user_id in self.index.pop_due(stream_time):
-            state = self.store.get(user_id)
-            if state is not None:
-                self._uncount(state)
-                self._save(user_id, self.engine.advance_in_place(state, watermark, out), out)
+            self._step(user_id, advance, out)
+
+    def _step(
+        self,
+        user_id: str,
+        apply: Callable[[UserState, Output], UserState | None],
+        out: Output,
+        event: Event | None = None,
+    ) -> None:
+        """One user's step on a copy of their state, saved; on failure nothing changes (a
+        user whose deadline failed leaves the index until their next event)."""
+        stored = self.store.get(user_id)
+        if stored is None and event is None:
+            return
+        state = UserState(user_id=user_id) if stored is None else stored.copy()
+        step = Output()
+        try:
+            new = apply(state, step)
+            self._save(user_id, new, step)
+        except StateTooLarge as error:
+            out.failures.append(Failure(user_id, event, "state_too_large", error))
+            return
+        except Exception as error:  # a bug must cost one user's step, not the worker
+            out.failures.append(Failure(user_id, event, "internal_error", error))
+            return
+        self._uncount(stored)
+        self._count(new)
+        out.merge(step)
 
     def _save(self, user_id: str, state: UserState | None, out: Output) -> None:
         if user_id in out.erased:
@@ -145,14 +192,13 @@ class Processor:
             return
         self.store.put(user_id, state)
         self.index.set(user_id, self.engine.due(state))
-        self._count(state)
 
-    def _count(self, state: UserState) -> None:
-        self.users += 1
-        self.open_baskets += state.deadline is not None
+    def _count(self, state: UserState | None) -> None:
+        if state is not None:
+            self.users += 1
+            self.open_baskets += state.deadline is not None
 
     def _uncount(self, state: UserState | None) -> None:
-        """Before a stored state is changed in place: take it out of the counts."""
         if state is not None:
             self.users -= 1
             self.open_baskets -= state.deadline is not None

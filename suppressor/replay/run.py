@@ -14,7 +14,7 @@ from typing import Protocol, TextIO
 
 from schemas.events import DeadLetter, parse_event
 from schemas.outputs import SourcePosition
-from suppressor.admission import future_dead_letter, too_far_ahead
+from suppressor.admission import failure_dead_letter, future_dead_letter, too_far_ahead
 from suppressor.codec import (
     action_record,
     conversion_record,
@@ -141,7 +141,7 @@ def replay(
         tally.events[event.type] += 1
         stream_time = event.ts if stream_time is None else max(stream_time, event.ts)
         out = processor.on_event(event, stream_time)
-        _emit(out, sink, tally, version)
+        _emit(out, sink, tally, version, (raw, where, event.event_id))
         if progress is not None:
             done_bytes += len(raw) + 1
             progress.update(done_bytes, count)
@@ -153,7 +153,20 @@ def replay(
     return tally
 
 
-def _emit(out: Output, sink: Sink, tally: Tally, version: str) -> None:
+def _emit(
+    out: Output,
+    sink: Sink,
+    tally: Tally,
+    version: str,
+    record: tuple[bytes, SourcePosition, str] | None = None,
+) -> None:
     if out.decisions or out.late_events or out.erased or out.conversions:
         tally.count_output(out)
         sink.write(out, version)
+    raw, where, current = record if record is not None else (None, SourcePosition(), None)
+    for failure in out.failures:  # as the worker: the event to the DLQ, the rest goes on
+        tally.failures[failure.code] += 1
+        dead = failure_dead_letter(failure, raw, where, current)
+        if dead is not None:
+            tally.dlq[dead.error_code] += 1
+            sink.dead_letter(dead)
