@@ -157,6 +157,18 @@ def list_topics(
         return _partition_counts(admin, None, include_internal=include_internal)
 
 
+def topic_configs(
+    bootstrap: str,
+    topics: Sequence[str],
+    client_config: Mapping[str, object] | None = None,
+    timeout_s: float = 30,
+) -> dict[str, dict[str, str]]:
+    """Every effective setting of existing topics, by name (missing ones left out)."""
+    with _admin(bootstrap, client_config, timeout_s) as admin:
+        present = list(_partition_counts(admin, list(topics)))
+        return _topic_configs(admin, present) if present else {}
+
+
 def topic_config(
     bootstrap: str,
     topic: str,
@@ -276,6 +288,7 @@ def _check_existing(admin: Any, specs: Sequence[TopicSpec], counts: Mapping[str,
             )
     configs = _topic_configs(admin, [spec.name for spec in specs]) if specs else {}
     for spec in specs:
+        _log_other_settings(spec, configs[spec.name])
         existing = _policy_set(configs[spec.name].get("cleanup.policy", "delete"))
         if existing != spec.cleanup_policy:
             wanted = ",".join(sorted(spec.cleanup_policy))
@@ -286,6 +299,28 @@ def _check_existing(admin: Any, specs: Sequence[TopicSpec], counts: Mapping[str,
                 wanted,
                 f"Fix: kafka-configs.sh --bootstrap-server <broker> --alter --entity-type topics "
                 f"--entity-name {spec.name} --add-config cleanup.policy={wanted}",
+            )
+
+
+ADVISORY = ("retention.ms", "max.compaction.lag.ms", "segment.ms", "delete.retention.ms")
+"""Settings an existing topic may differ in: the worker runs, and the difference is logged."""
+
+
+def _log_other_settings(spec: TopicSpec, existing: Mapping[str, str]) -> None:
+    for key in ADVISORY:
+        wanted = spec.config.get(key)
+        if wanted is not None and existing.get(key) != wanted:
+            log.warning(
+                "topic %s has %s=%s, but %s is configured (it is left as it is; to apply it: "
+                "kafka-configs.sh --bootstrap-server <broker> --alter --entity-type topics "
+                "--entity-name %s --add-config %s=%s)",
+                spec.name,
+                key,
+                existing.get(key),
+                wanted,
+                spec.name,
+                key,
+                wanted,
             )
 
 

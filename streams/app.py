@@ -15,22 +15,25 @@ topics on one worker, in one transaction.
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from collections.abc import Mapping
+from typing import Any, ClassVar, cast
 
 import faust
 from faust.tables.manager import TableManager
 from faust.types import TP
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from mode.utils.objects import cached_property
 
 from schemas.timefmt import format_ms
 from streams import faust_fixes
-from streams.admin import TopicMismatch, ensure_topics, list_topics
+from streams.admin import TopicMismatch, ensure_topics, list_topics, topic_configs
 from streams.catalog import CatalogFeed, CatalogReader
 from streams.clock import NO_TIME
 from streams.observe import BothObservers, WorkerObserver
 from streams.pipeline import Pipeline
 from streams.state import RocksTable
-from streams.topology import CLOCK_TABLE, USERS_TABLE, Topology
+from streams.topology import CHANGELOG_MAX_MESSAGE_BYTES, CLOCK_TABLE, USERS_TABLE, Topology
+from suppressor.codec import worst_case_state_bytes
 from suppressor.domain.catalog import Catalog
 from suppressor.domain.engine import Engine
 from suppressor.domain.policy import Policy, load_policy
@@ -56,6 +59,10 @@ class SuppressorApp(faust.App):
     def flow_control(self) -> faust_fixes.FlowControl:
         return faust_fixes.FlowControl(loop=self.loop)
 
+    def _new_web(self) -> Any:
+        """Faust's aiohttp server without any of Faust's own pages (see ``ClosedWeb``)."""
+        return ClosedWeb(self)
+
     def _new_producer(self) -> faust_fixes.Producer:
         return faust_fixes.new_producer(self)
 
@@ -70,11 +77,26 @@ class SuppressorApp(faust.App):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
-        prepare_topics(self.settings, self.topology)
+        self.pipeline.max_state_bytes = prepare_topics(
+            self.settings, self.topology, self.pipeline.engine.policy
+        )
 
     async def on_started(self) -> None:
         await super().on_started()
         await self.add_runtime_dependency(self.catalog_reader)
+
+
+class ClosedWeb(AiohttpWeb):
+    """The worker's HTTP server: only the pages ``_pages`` adds (``/metrics``, ``/health``,
+    ``/health/live``). Faust mounts its own blueprints by default: ``/table`` (every table's
+    keys and values: people's state, to anyone who can reach the port), ``/router``
+    (the cluster's topology), ``/graph``, its statistics and an index at ``/``. Some have
+    no setting to turn them off, so none is mounted here (SPEC section 8, "Access")."""
+
+    default_blueprints: ClassVar[list[Any]] = []
+    production_blueprints: ClassVar[list[Any]] = []
+    debug_blueprints: ClassVar[list[Any]] = []
+    optional_blueprints: ClassVar[list[Any]] = []
 
 
 def build_app(
@@ -86,7 +108,7 @@ def build_app(
     topology = Topology.from_settings(settings)
     app = SuppressorApp(settings.app_id, **faust_config(settings))
     app.settings, app.topology = settings, topology
-    app.metrics = Metrics()
+    app.metrics = Metrics(stall_after=settings.stall_timeout)
     app.metrics.bind_app(app, topics=topology.data_topics)
     metered: WorkerObserver = MetricsObserver(app.metrics)
     if observer is not None:
@@ -159,10 +181,18 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "broker_heartbeat_interval": max(0.5, settings.session_timeout / 5),
         "consumer_auto_offset_reset": "earliest",
         "recovery_consistency_check": False,  # no persisted offsets to check (streams.state)
+        "producer_max_request_size": CHANGELOG_MAX_MESSAGE_BYTES + 64 * 1024,
         "web_enabled": True,
         "web_port": settings.web_port,
         "web_bind": settings.web_host,
         "web_in_thread": False,
+        # Faust's pages list tables, their keys (people's state) and the cluster: none
+        # is served (ClosedWeb), and these say so to anyone reading the configuration.
+        "web_tables_enabled": False,
+        "web_router_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
+        "web_metrics_enabled": False,
     }
 
 
@@ -224,10 +254,18 @@ def _agent(app: SuppressorApp, topology: Topology) -> None:
         await app.catalog_reader.ready.wait()  # the first event must see the whole catalog
         consumer = app.consumer
         assert isinstance(consumer, faust_fixes.Consumer)
-        async for event in stream.noack().events():
-            async with consumer.record_boundary:  # see streams.faust_fixes
-                await app.pipeline.handle(event.message)
-                event.ack()
+        pipeline = app.pipeline
+        try:
+            async for event in stream.noack().events():
+                async with consumer.record_boundary:  # see streams.faust_fixes
+                    if not await pipeline.handle(event.message):
+                        break  # stopping (streams.stopping): this record stays unacked
+                    event.ack()
+                pipeline.crashed = None
+        except Exception as error:  # Faust restarts the agent; /health says so meanwhile
+            pipeline.crashed = f"{type(error).__name__}"
+            app.metrics.agent_crashes.inc()
+            raise
 
     app.agent(channel, name=AGENT_NAME)(suppress)
 
@@ -253,8 +291,14 @@ def _pages(app: SuppressorApp) -> None:
             and not app.rebalancing
         )
         verdict = app.metrics.health()
+        status = "ok" if ready and verdict.status == "ok" else "starting"
+        if verdict.status == "stalled":
+            status = "stalled"
+        if pipeline.crashed is not None:
+            status = "crashed"
         body = {
-            "status": "ok" if ready and verdict.status == "ok" else "starting",
+            "status": status,
+            "agent_crashed": pipeline.crashed,
             "metrics_health": verdict.body(),
             "partitions": sorted(pipeline.runtimes),
             "records_processed": pipeline.records,
@@ -271,7 +315,10 @@ def _pages(app: SuppressorApp) -> None:
 
     async def live(web: Any, request: Any) -> Any:
         verdict = app.metrics.health()
-        return web.json(verdict.body(), status=verdict.live_http_status)
+        body = verdict.body()
+        crashed = app.pipeline.crashed is not None
+        body["agent_crashed"] = app.pipeline.crashed
+        return web.json(body, status=503 if crashed else verdict.live_http_status)
 
     async def metrics(web: Any, request: Any) -> Any:
         content_type = app.metrics.content_type
@@ -289,8 +336,10 @@ def _forget_revoked(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None
     app.metrics.forget_partitions(tp.partition for tp in revoked)
 
 
-def prepare_topics(settings: Settings, topology: Topology) -> None:
-    """Refuse to start on missing or mismatched topics; create the internal ones."""
+def prepare_topics(settings: Settings, topology: Topology, policy: Policy) -> int:
+    """Refuse to start on missing or mismatched topics, or on state limits the users
+    changelog cannot take; create the internal ones. Returns the largest encoded user
+    state the changelog takes (``UserStateStore.max_bytes``)."""
     client = settings.kafka_client_config()
     existing = list_topics(settings.bootstrap_servers, client)
     for spec in topology.user_topic_specs():
@@ -309,3 +358,31 @@ def prepare_topics(settings: Settings, topology: Topology) -> None:
         ensure_topics(settings.bootstrap_servers, topology.internal_topic_specs(), client)
     except TopicMismatch as error:
         raise ConfigError(str(error)) from None
+    changelog = topology.changelog(USERS_TABLE)
+    config = topic_configs(settings.bootstrap_servers, [changelog], client).get(changelog, {})
+    return state_room(changelog, config, policy, topology)
+
+
+RECORD_OVERHEAD = 2 * 1024
+"""Bytes of a changelog record besides its value: the key (a user id, at most 1 KiB) and
+the record and batch headers."""
+
+
+def state_room(
+    changelog: str, config: Mapping[str, str], policy: Policy, topology: Topology
+) -> int:
+    """The largest encoded state ``changelog`` takes, checked against the largest the
+    policy's state limits allow (ConfigError naming both and the fixes)."""
+    limit = int(config.get("max.message.bytes", CHANGELOG_MAX_MESSAGE_BYTES))
+    room = min(limit, CHANGELOG_MAX_MESSAGE_BYTES) - RECORD_OVERHEAD
+    inputs = topology.partitions * (len(topology.inputs) + 1)
+    worst = worst_case_state_bytes(policy, inputs)
+    if worst > room:
+        raise ConfigError(
+            f"the policy's state_limits allow a user state of up to {worst:,} bytes, but "
+            f"topic {changelog!r} takes records of {limit:,} bytes (max.message.bytes): lower "
+            "the limits in the policy's [state_limits] section, or raise the topic's "
+            f"max.message.bytes (kafka-configs.sh --alter --entity-type topics --entity-name "
+            f"{changelog} --add-config max.message.bytes={CHANGELOG_MAX_MESSAGE_BYTES})"
+        )
+    return room

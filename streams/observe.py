@@ -26,6 +26,11 @@ class WorkerObserver(Protocol):
     def on_dead_letter(self, dead: DeadLetter) -> None:
         """A record went to the dead-letter topic."""
 
+    def on_failure(self, code: str, stage: str) -> None:
+        """Processing failed and the worker went on: ``code`` internal_error or
+        state_too_large; ``stage`` record (outside the processor), event (applying an
+        event to its user) or deadline (firing another user's due deadlines)."""
+
 
 class BothObservers:
     """Two observers, called in order (the metrics, then a test's)."""
@@ -44,3 +49,7 @@ class BothObservers:
     def on_dead_letter(self, dead: DeadLetter) -> None:
         self.first.on_dead_letter(dead)
         self.second.on_dead_letter(dead)
+
+    def on_failure(self, code: str, stage: str) -> None:
+        self.first.on_failure(code, stage)
+        self.second.on_failure(code, stage)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from streams.clock import PartitionClock
-from streams.state import ClockStore, Origin, PartitionKV, UserStateStore, Write
+from streams.state import UNLIMITED, ClockStore, Origin, PartitionKV, UserStateStore, Write
 from suppressor.domain.engine import Engine, Output
 from suppressor.domain.model import Event
 from suppressor.domain.processor import Processor
@@ -32,6 +32,8 @@ class Work:
     state_writes: list[Write] = field(default_factory=list)
     redelivered: bool = False
     """The event was in the user's state already (read again after a crash): skipped."""
+    unreadable: int = 0
+    """Stored states found undecodable since the last Work (their users start as new)."""
 
 
 class PartitionRuntime:
@@ -43,13 +45,14 @@ class PartitionRuntime:
         clock: PartitionClock,
         now: float,
         track_origins: bool = False,
+        max_state_bytes: int = UNLIMITED,
     ) -> None:
         self.partition = users.partition
         self.users = users
         self.clocks = clocks
         self.clock = clock
         self.clock_store = ClockStore(clocks)
-        self.store = UserStateStore(users, track_origins)
+        self.store = UserStateStore(users, track_origins, max_bytes=max_state_bytes)
         self.processor = Processor(engine, self.store)
         snapshot = self.clock_store.load()
         if snapshot is not None:
@@ -137,4 +140,6 @@ class PartitionRuntime:
         self.clock.observe(topic, ts, now)
 
     def _work(self, output: Output, stream_time: int) -> Work:
-        return Work(output, stream_time, self.users.take_writes())
+        store = self.store
+        unreadable, store.unreadable = store.unreadable, 0
+        return Work(output, stream_time, self.users.take_writes(), unreadable=unreadable)

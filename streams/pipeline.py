@@ -41,9 +41,20 @@ from streams.faust_fixes import Consumer
 from streams.observe import WorkerObserver
 from streams.partition import IDLE, PartitionRuntime, Work
 from streams.sender import SourceSender
-from streams.state import DeferredWrites, Origin, PartitionKV, RocksTable
+from streams.state import UNLIMITED, DeferredWrites, Origin, PartitionKV, RocksTable
+from streams.stopping import STOPPER, is_fatal, is_kafka_error
 from streams.topology import Topology
-from suppressor.admission import future_dead_letter, too_far_ahead
+from suppressor.admission import (
+    INTERNAL_ERROR,
+    MAX_KEY_BYTES,
+    describe,
+    failure_dead_letter,
+    future_dead_letter,
+    key_too_large_dead_letter,
+    too_far_ahead,
+    traceback_without_values,
+    user_hash,
+)
 from suppressor.codec import (
     action_record,
     conversion_record,
@@ -51,7 +62,8 @@ from suppressor.codec import (
     dumps,
     event_from_wire,
 )
-from suppressor.domain.engine import Engine, Output
+from suppressor.domain.engine import Engine, Failure, Output
+from suppressor.domain.model import Event
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +94,10 @@ class Pipeline:
         self.runtimes: dict[int, PartitionRuntime] = {}
         self.records = 0
         self.redelivered = 0
+        self.max_state_bytes = UNLIMITED
+        """The largest encoded user state the changelog takes (set at start, streams.app)."""
+        self.crashed: str | None = None
+        """The error class that last stopped the agent, until it processes a record again."""
         self._positions: dict[TP, int] = {}
         self._input_index = {topic: i for i, topic in enumerate(topology.inputs)}
         self._deferred: dict[int, DeferredWrites] = {}
@@ -101,7 +117,29 @@ class Pipeline:
 
     # --- records ---------------------------------------------------------------------
 
-    async def handle(self, message: Message) -> None:
+    async def handle(self, message: Message) -> bool:
+        """Process one record; False when the worker is stopping on a fatal error (the
+        record must not be acked). A Kafka error that restarting the agent can get past is
+        raised; any other error costs this record only: it goes to the dead-letter topic
+        as ``internal_error`` (see streams.stopping)."""
+        try:
+            await self._handle(message)
+            return True
+        except Exception as error:
+            if is_kafka_error(error) and not is_fatal(error):
+                raise
+            if not is_fatal(error):
+                try:
+                    await self._internal_error(message, error)
+                    return True
+                except Exception as again:
+                    if not is_fatal(again):
+                        raise
+                    error = again
+            STOPPER.stop_fatally(error)
+            return False
+
+    async def _handle(self, message: Message) -> None:
         self.records += 1
         if not self._first_delivery(message.tp, message.offset):
             return
@@ -109,13 +147,18 @@ class Pipeline:
         if message.topic == self.topology.ticks:
             await self._tick(message.tp, runtime)
             return
+        position = SourcePosition(
+            topic=message.topic, partition=message.partition, offset=message.offset
+        )
         internal: Internal | None = None
         if message.topic == self.topology.repartition:
             checked = _internal_headers(
                 message, self.topology.partitions, len(self.topology.inputs)
             )
+            if isinstance(checked, Internal) and checked.watermark is not None:
+                checked = self._plausible(checked)
             if isinstance(checked, str):
-                dead = self._bad_internal(message, checked)
+                dead = DeadLetter.of(message.value or b"", position, BAD_INTERNAL_RECORD, checked)
                 await self._dead_letter(message.tp, dead, message.key)
                 return
             internal = checked
@@ -125,9 +168,10 @@ class Pipeline:
                 work = runtime.on_watermark(source, internal.watermark, self.now(), fresh)
                 await self._finish(message.tp, work)
                 return
-        position = SourcePosition(
-            topic=message.topic, partition=message.partition, offset=message.offset
-        )
+        elif message.key is not None and len(message.key) > MAX_KEY_BYTES:
+            dead = key_too_large_dead_letter(message.value or b"", position, len(message.key))
+            await self._dead_letter(message.tp, dead, None)
+            return
         parsed = parse_event(message.value or b"", position)
         if isinstance(parsed, DeadLetter):
             await self._dead_letter(message.tp, parsed, message.key)
@@ -138,7 +182,7 @@ class Pipeline:
             work = runtime.on_forwarded(source, event, self.now(), internal.origin)
             if not work.redelivered:
                 self.observer.on_event(message.partition, event, message.timestamp)
-            await self._finish(message.tp, work)
+            await self._finish(message.tp, work, message, event)
             return
         skew = self.engine.policy.max_future_skew
         reference = self.wall_ms()
@@ -156,7 +200,67 @@ class Pipeline:
         work = runtime.on_event(message.topic, event, self.now(), origin)
         if not work.redelivered:
             self.observer.on_event(message.partition, event, message.timestamp)
-        await self._finish(message.tp, work)
+        await self._finish(message.tp, work, message, event)
+
+    def _plausible(self, internal: Internal) -> Internal | str:
+        """A watermark is bounded by the wall clock as an input event's ts is: a forged one
+        far ahead would move stream time on and fire every deadline of the partition."""
+        skew = self.engine.policy.max_future_skew
+        reference = self.wall_ms()
+        if internal.watermark is not None and internal.watermark > reference + skew:
+            return (
+                f"header {WATERMARK} is more than max_future_skew ahead of the wall clock "
+                f"({internal.watermark} > {reference} + {skew} ms)"
+            )
+        return internal
+
+    async def _internal_error(self, message: Message, error: Exception) -> None:
+        """An error of this record's own processing: to the dead-letter topic, and on."""
+        self.observer.on_failure("internal_error", "record")
+        log.error(
+            "internal error on %s[%d]@%d; the record goes to the dead-letter topic:\n%s",
+            message.topic,
+            message.partition,
+            message.offset,
+            traceback_without_values(error),
+        )
+        where = SourcePosition(
+            topic=message.topic, partition=message.partition, offset=message.offset
+        )
+        dead = DeadLetter.of(message.value or b"", where, INTERNAL_ERROR, describe(error))
+        await self._dead_letter(message.tp, dead, message.key)
+
+    async def _failed(
+        self, source: TP, failure: Failure, message: Message | None, event: Event | None
+    ) -> None:
+        """A user's step that raised inside the processor (nothing of it was applied): the
+        event at fault to the dead-letter topic (``event`` is the record's own event)."""
+        stage = "event" if failure.event is not None else "deadline"
+        self.observer.on_failure(failure.code, stage)
+        detail = (
+            traceback_without_values(failure.error)
+            if failure.code == INTERNAL_ERROR
+            else describe(failure.error)
+        )
+        log.error(
+            "partition %d: %s while applying %s of user %s; the state before it stays:\n%s",
+            source.partition,
+            failure.code,
+            "an event" if failure.event is not None else "due deadlines",
+            user_hash(failure.user_id),
+            detail,
+        )
+        raw, where = None, SourcePosition()
+        if message is not None:
+            raw = message.value or b""
+            where = SourcePosition(
+                topic=message.topic, partition=message.partition, offset=message.offset
+            )
+        current = event.event_id if event is not None else None
+        dead = failure_dead_letter(failure, raw, where, current)
+        if dead is not None:
+            key = message.key if message is not None and dead.source.topic else None
+            await self._dead_letter(source, dead, key)
 
     async def _tick(self, source: TP, runtime: PartitionRuntime) -> None:
         """Advance by the wall clock, and tell every other partition how far this one's
@@ -231,6 +335,7 @@ class Pipeline:
                 clock,
                 now,
                 track_origins=self.at_least_once,
+                max_state_bytes=self.max_state_bytes,
             )
             log.info(
                 "partition %d: %d users with pending work indexed, stream time %d",
@@ -262,7 +367,13 @@ class Pipeline:
 
     # --- sends -------------------------------------------------------------------------
 
-    async def _finish(self, source: TP, work: Work) -> None:
+    async def _finish(
+        self,
+        source: TP,
+        work: Work,
+        message: Message | None = None,
+        event: Event | None = None,
+    ) -> None:
         partition = source.partition
         send = self.sender.send
         if work.redelivered:
@@ -280,6 +391,8 @@ class Pipeline:
         topics = self._output_topics
         for kind, key, value in output_records(work.output, self.policy_version):
             await send(source, topics[kind], key, value)
+        for failure in work.output.failures:
+            await self._failed(source, failure, message, event)
         self.observer.on_work(self.runtimes[partition], work)
 
     async def before_commit(self) -> None:
@@ -320,13 +433,10 @@ class Pipeline:
             source, self.topology.repartition, user_id.encode(), value, owner, headers
         )
 
-    def _bad_internal(self, message: Message, problem: str) -> DeadLetter:
-        where = SourcePosition(
-            topic=message.topic, partition=message.partition, offset=message.offset
-        )
-        return DeadLetter.of(message.value or b"", where, BAD_INTERNAL_RECORD, problem)
-
     async def _dead_letter(self, source: TP, dead: DeadLetter, key: bytes | None) -> None:
+        """The key goes with it only when it is a plausible user id (see MAX_KEY_BYTES)."""
+        if key is not None and len(key) > MAX_KEY_BYTES:
+            key = None
         await self.sender.send(source, self.topology.dlq, key, dead_letter_bytes(dead))
         self.observer.on_dead_letter(dead)
         where = dead.source

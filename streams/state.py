@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,8 +36,11 @@ from faust.types import TP, StoreT
 from faust.types.tables import CollectionT
 from yarl import URL
 
-from suppressor.codec import state_from_bytes, state_to_bytes
+from suppressor.codec import Origins, UnreadableState, decode_state, state_to_bytes
 from suppressor.domain.model import UserState
+from suppressor.domain.processor import StateTooLarge
+
+log = logging.getLogger(__name__)
 
 Write = tuple[bytes, bytes | None]
 """A changelog record to send: key, and value or None for a tombstone."""
@@ -168,53 +172,80 @@ Origin = tuple[str, int]
 CACHED_USERS = 2048
 """Decoded user states kept per partition (the most recently used)."""
 
+UNLIMITED = 2**62
+
 
 class UserStateStore:
     """The processor's StateStore: user states of one partition, as codec bytes.
 
     The last ``CACHED_USERS`` states read or written are also kept decoded: a user's
     events come in sessions, and decoding the stored bytes on every event was a good
-    part of the worker's cost. Every write still goes to RocksDB and the changelog; the
-    cached object is the one the processor last put, which it changes in place only
-    between a ``get`` and the ``put``/``delete`` that follows. Should processing fail
-    in between (``changing``), the cache is dropped so that the stored bytes count again.
+    part of the worker's cost. Every write still goes to RocksDB and the changelog. The
+    processor never changes a state it got from here (it works on a copy), so the cache
+    holds exactly what is stored.
+
+    ``max_bytes``: the largest encoded state the changelog takes (streams.app checks the
+    limits against it at start); ``put`` refuses a larger one with StateTooLarge before
+    writing anything. A stored value that does not decode (corrupt, or written by a
+    newer version) is logged, counted (``unreadable``) and treated as no state: the user
+    starts again as new rather than the record failing forever.
 
     With ``track_origins`` (at-least-once) each state also records, per input partition,
     the offset of the last event applied to it (``claim``): after a crash, records
     are read again from the committed offsets, and a state restored from the changelog
-    may already hold some of them. Stored after the state's JSON on a line of its own
-    (the codec's JSON never holds a raw newline).
+    may already hold some of them. They are stored inside the state's encoding.
     """
 
     def __init__(
-        self, kv: PartitionKV, track_origins: bool = False, cached: int = CACHED_USERS
+        self,
+        kv: PartitionKV,
+        track_origins: bool = False,
+        cached: int = CACHED_USERS,
+        max_bytes: int = UNLIMITED,
     ) -> None:
         self.kv = kv
         self.track_origins = track_origins
-        self._pending: dict[str, dict[str, int]] = {}  # origins of users being changed
-        self.erased: dict[str, dict[str, int]] = {}
+        self.max_bytes = max_bytes
+        self.unreadable = 0
+        self._pending: dict[str, Origins] = {}  # origins of users being changed
+        self.erased: dict[str, Origins] = {}
         """Origins of the users erased since the last commit, by ``erased_key``: saved with
         the partition's clock (``PartitionRuntime.save_clock``), see ``delete``."""
         self._cached = cached
-        self._cache: dict[str, UserState] = {}
+        self._cache: dict[str, tuple[UserState, Origins]] = {}
 
     def get(self, user_id: str) -> UserState | None:
+        found = self._load(user_id)
+        return None if found is None else found[0]
+
+    def _load(self, user_id: str) -> tuple[UserState, Origins] | None:
         cache = self._cache
-        state = cache.pop(user_id, None)
-        if state is None:
+        found = cache.pop(user_id, None)
+        if found is None:
             raw = self.kv.get(user_id.encode())
             if raw is None:
                 return None
-            state = user_state_of(raw)
+            try:
+                found = decode_state(raw)
+            except UnreadableState as error:
+                self.unreadable += 1
+                log.error(
+                    "partition %d: a stored user state (user %s) cannot be read, the user "
+                    "starts again as new: %s",
+                    self.kv.partition,
+                    erased_key(user_id)[:12],
+                    error,
+                )
+                return None
             if len(cache) >= self._cached:
                 del cache[next(iter(cache))]  # the least recently used
-        cache[user_id] = state  # (again) the most recently used
-        return state
+        cache[user_id] = found  # (again) the most recently used
+        return found
 
     def claim(self, user_id: str, origin: Origin) -> bool:
         """False when the event read at ``origin`` is already in the user's stored state;
         else True, and the user's puts until the end of ``changing`` record it."""
-        origins = self._origins(user_id)
+        origins = dict(self._origins(user_id))
         offset = origins.get(origin[0])
         if offset is not None and origin[1] <= offset:
             return False
@@ -224,36 +255,31 @@ class UserStateStore:
 
     @contextmanager
     def changing(self) -> Iterator[None]:
-        """Around a processor call: the decoded states it changed in place are dropped
-        from the cache should it fail (the stored bytes count again), and a claim ends."""
+        """Around a processor call: a claim ends with it."""
         try:
             yield
-        except BaseException:
-            self._cache.clear()
-            raise
         finally:
             self._pending.clear()
 
-    def _origins(self, user_id: str) -> dict[str, int]:
-        raw = self.kv.get(user_id.encode())
-        if raw is None:
+    def _origins(self, user_id: str) -> Origins:
+        found = self._load(user_id)
+        if found is None:
             return dict(self.erased.get(erased_key(user_id), {})) if self.erased else {}
-        origins = raw.partition(b"\n")[2]
-        return dict(json.loads(origins)) if origins else {}
+        return found[1]
 
     def put(self, user_id: str, state: UserState) -> None:
-        raw = state_to_bytes(state)
+        origins: Origins = {}
         if self.track_origins:
-            origins = self._pending.get(user_id)
-            if origins is None:
-                origins = self._origins(user_id)
-            if origins:
-                raw += b"\n" + json.dumps(origins, separators=(",", ":")).encode()
+            pending = self._pending.get(user_id)
+            origins = pending if pending is not None else self._origins(user_id)
+        raw = state_to_bytes(state, origins)
+        if len(raw) > self.max_bytes:
+            raise StateTooLarge(len(raw), self.max_bytes)
         self.kv.put(user_id.encode(), raw)
         cache = self._cache
         if cache.pop(user_id, None) is None and len(cache) >= self._cached:
             del cache[next(iter(cache))]
-        cache[user_id] = state
+        cache[user_id] = (state, origins)
 
     def delete(self, user_id: str) -> None:
         """Erasure writes a tombstone first and then, when events after the ``forget`` are
@@ -269,14 +295,24 @@ class UserStateStore:
         the next commit (by then the offsets are past those events)."""
         if self.track_origins:
             if user_id not in self._pending:
-                self._pending[user_id] = self._origins(user_id)
+                self._pending[user_id] = dict(self._origins(user_id))
             self.erased[erased_key(user_id)] = dict(self._pending[user_id])
         self._cache.pop(user_id, None)
         self.kv.delete(user_id.encode())
 
     def items(self) -> Iterator[tuple[str, UserState]]:
         for key, value in self.kv.items():
-            yield key.decode(), user_state_of(value)
+            user_id = key.decode()
+            try:
+                yield user_id, decode_state(value)[0]
+            except UnreadableState:
+                self.unreadable += 1
+                log.error(
+                    "partition %d: a stored user state (user %s) cannot be read; it is left "
+                    "out until the user's next event",
+                    self.kv.partition,
+                    erased_key(user_id)[:12],
+                )
 
 
 def erased_key(user_id: str) -> str:
@@ -285,8 +321,8 @@ def erased_key(user_id: str) -> str:
 
 
 def user_state_of(raw: bytes) -> UserState:
-    """A users-table value (state JSON, maybe origins on a second line) as a UserState."""
-    return state_from_bytes(raw.partition(b"\n")[0])
+    """A users-table value as a UserState (UnreadableState when it is not one)."""
+    return decode_state(raw)[0]
 
 
 class DeferredWrites:

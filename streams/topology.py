@@ -14,6 +14,12 @@ from aiokafka.partitioner import murmur2
 from streams.admin import TopicSpec, default_topic_specs
 from suppressor.settings import Settings
 
+DAY_MS = 86_400_000
+
+CHANGELOG_MAX_MESSAGE_BYTES = 8 * 2**20
+"""``max.message.bytes`` of the changelog topics the worker creates: four times the largest
+user state the default state limits allow (suppressor.codec.worst_case_state_bytes)."""
+
 USERS_TABLE = "users"
 CLOCK_TABLE = "stream_clock"
 
@@ -35,6 +41,9 @@ class Topology:
     dlq: str
     partitions: int
     app_id: str
+    changelog_compaction_lag_ms: int = 7 * DAY_MS
+    dlq_retention_ms: int = 7 * DAY_MS
+    decisions_retention_ms: int = 30 * DAY_MS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topology:
@@ -49,6 +58,9 @@ class Topology:
             dlq=settings.dlq_topic,
             partitions=settings.partitions,
             app_id=settings.app_id,
+            changelog_compaction_lag_ms=settings.changelog_compaction_lag,
+            dlq_retention_ms=settings.dlq_retention,
+            decisions_retention_ms=settings.decisions_retention,
         )
 
     @property
@@ -76,7 +88,21 @@ class Topology:
         return (self.actions, self.decisions, self.conversions, self.dlq)
 
     def user_topic_specs(self) -> list[TopicSpec]:
-        return default_topic_specs(self.inputs, self.catalog, self.outputs, self.partitions)
+        """The topics ``suppressor topics`` creates. The dead letters (copies of bad input,
+        personal data included) and the decisions (every user's suppressions) are kept for
+        a set time (``dlq_retention``, ``decisions_retention``)."""
+        retention = {
+            self.dlq: self.dlq_retention_ms,
+            self.decisions: self.decisions_retention_ms,
+        }
+        return [
+            TopicSpec(spec.name, spec.partitions, spec.compacted, {"retention.ms": str(kept)})
+            if (kept := retention.get(spec.name)) is not None
+            else spec
+            for spec in default_topic_specs(
+                self.inputs, self.catalog, self.outputs, self.partitions
+            )
+        ]
 
     def changelog(self, table: str) -> str:
         """Faust's name for a table's changelog topic."""
@@ -94,10 +120,29 @@ class Topology:
                 )
             ),
             *(
-                TopicSpec(self.changelog(table), self.partitions, compacted=True)
+                TopicSpec(
+                    self.changelog(table),
+                    self.partitions,
+                    compacted=True,
+                    config=self.changelog_config(),
+                )
                 for table in (USERS_TABLE, CLOCK_TABLE)
             ),
         ]
+
+    def changelog_config(self) -> dict[str, str]:
+        """Erasure that completes on disk: a ``forget``'s tombstone replaces the user's
+        states in the changelog once compaction runs, and ``max.compaction.lag.ms`` (with a
+        segment rolled as often, since the active segment is never compacted) bounds
+        when that is; the tombstone itself goes ``delete.retention.ms`` later. Records up
+        to CHANGELOG_MAX_MESSAGE_BYTES hold the largest state the limits allow."""
+        lag = str(self.changelog_compaction_lag_ms)
+        return {
+            "max.compaction.lag.ms": lag,
+            "segment.ms": lag,
+            "delete.retention.ms": str(DAY_MS),
+            "max.message.bytes": str(CHANGELOG_MAX_MESSAGE_BYTES),
+        }
 
     def one_user_per_partition(self, prefix: str) -> list[str]:
         """``prefix-N`` user ids, the first found on each partition, in partition order."""

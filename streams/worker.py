@@ -21,6 +21,7 @@ import faust
 
 from streams.app import SuppressorApp, build_app, prepare_topics
 from streams.observe import WorkerObserver
+from streams.stopping import EXIT_FATAL, STOPPER
 from streams.topology import Topology
 from suppressor.domain.policy import load_policy
 from suppressor.errors import SuppressorError
@@ -42,13 +43,13 @@ def run_worker(settings: Settings, observer: WorkerObserver | None = None) -> in
     """
     redact_everywhere(settings.secrets())
     policy = load_policy(settings.policy)
-    prepare_topics(settings, Topology.from_settings(settings))
+    prepare_topics(settings, Topology.from_settings(settings), policy)
     worker = faust_worker(build_app(settings, observer, policy), settings)
     try:
         worker.execute_from_commandline()
     except SystemExit as stopped:
-        return _exit_status(stopped.code)
-    return 0
+        return EXIT_FATAL if STOPPER.cause is not None else _exit_status(stopped.code)
+    return EXIT_FATAL if STOPPER.cause is not None else 0
 
 
 def faust_worker(app: SuppressorApp, settings: Settings) -> faust.Worker:
@@ -58,13 +59,25 @@ def faust_worker(app: SuppressorApp, settings: Settings) -> faust.Worker:
     root logger and sets the root logger to DEBUG for it, for good: every debug record
     of Faust and aiokafka (one per record sent, with its key and value) would be built
     and handed to the spinner, a few per cent of the worker's CPU. No spinner here."""
-    worker = faust.Worker(
+    worker = BoundedWorker(
         app,
         loglevel=settings.log_level,
         logging_config=logging_config(settings.app_id, settings.log_level, settings.secrets()),
     )
     worker.spinner = None
+    worker.shutdown_timeout = settings.shutdown_timeout
     return worker
+
+
+class BoundedWorker(faust.Worker):
+    """Faust's worker, whose stop (SIGTERM, SIGINT, or a fatal error) ends the process
+    within ``shutdown_timeout`` seconds whatever the broker does (streams.stopping)."""
+
+    shutdown_timeout: float = 30.0
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        STOPPER.arm_shutdown_deadline(self.shutdown_timeout)
+        super()._schedule_shutdown(signal)
 
 
 def _exit_status(code: object) -> int:

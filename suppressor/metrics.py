@@ -125,7 +125,13 @@ DLQ_CODES: tuple[str, ...] = (
     "invalid_catalog_item",
     "key_mismatch",
     "bad_internal_record",
+    "key_too_large",
+    "internal_error",
+    "state_too_large",
 )
+# Processing failures the worker went on after (streams.pipeline): code and stage.
+FAILURE_CODES: tuple[str, ...] = ("internal_error", "state_too_large")
+FAILURE_STAGES: tuple[str, ...] = ("record", "event", "deadline")
 # Kafka transaction / delivery failures (exactly-once); see TransactionErrorLog.
 TRANSACTION_OPERATIONS: tuple[str, ...] = (
     "begin",  # a transaction could not begin
@@ -345,6 +351,24 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+        self.failures = Counter(
+            "suppressor_processing_failures",
+            "Records or users' steps whose processing failed and was skipped (the worker "
+            "went on), by code and stage: record, event (its event went to the DLQ) or "
+            "deadline (another user's due deadlines: they wait for the user's next event)",
+            ["code", "stage"],
+            registry=r,
+        )
+        self.agent_crashes = Counter(
+            "suppressor_agent_crashes",
+            "Times the agent stopped on an error and Faust restarted it",
+            registry=r,
+        )
+        self.unreadable_states = Counter(
+            "suppressor_unreadable_states",
+            "Stored user states that could not be decoded (the user started again as new)",
+            registry=r,
+        )
         self.measured_actions = Counter(
             "suppressor_measured_actions",
             "Actions that passed every guard, by kind and group: treated (sent) or holdout "
@@ -414,6 +438,9 @@ class Metrics:
             self.dlq.labels(code)
         for operation in TRANSACTION_OPERATIONS:
             self.transaction_errors.labels(operation)
+        for code in FAILURE_CODES:
+            for stage in FAILURE_STAGES:
+                self.failures.labels(code, stage)
         for kind in ACTION_KINDS:
             for group in ("treated", "holdout"):
                 self.measured_actions.labels(kind, group)
@@ -467,6 +494,14 @@ class Metrics:
 
     def observe_dead_letter(self, code: str) -> None:
         self._labelled(self.dlq, _checked(code, DLQ_CODES, "dead-letter code", self._warned)).inc()
+
+    def observe_failure(self, code: str, stage: str) -> None:
+        warned = self._warned
+        checked = (
+            _checked(code, FAILURE_CODES, "failure code", warned),
+            _checked(stage, FAILURE_STAGES, "failure stage", warned),
+        )
+        self._labelled(self.failures, *checked).inc()
 
     def observe_transaction_error(self, operation: str) -> None:
         self.transaction_errors.labels(
@@ -834,9 +869,14 @@ class MetricsObserver:
     def on_work(self, runtime: Any, work: Any) -> None:
         partition = runtime.partition
         self.metrics.observe_output(work.output, self._started.pop(partition, None))
+        if work.unreadable:
+            self.metrics.unreadable_states.inc(work.unreadable)
         self.metrics.set_stream_time(partition, work.stream_time)
         processor = runtime.processor
         self.metrics.set_partition_state(partition, processor.users, processor.open_baskets)
 
     def on_dead_letter(self, dead: DeadLetter) -> None:
         self.metrics.observe_dead_letter(dead.error_code)
+
+    def on_failure(self, code: str, stage: str) -> None:
+        self.metrics.observe_failure(code, stage)

@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from suppressor.domain.policy import DurationMs, format_duration, parse_duration
 from suppressor.errors import ConfigError
 
 ENV_PREFIX = "SUPPRESSOR_"
@@ -77,6 +78,11 @@ class Settings(BaseModel):
     fetch_wait: float = Field(default=0.0, ge=0, le=1)
     state_memory: int = Field(default=16, ge=4, le=65536)
     session_timeout: float = Field(default=10.0, ge=3, le=300)
+    stall_timeout: float = Field(default=120.0, ge=5, le=86_400)
+    shutdown_timeout: float = Field(default=30.0, ge=1, le=3600)
+    changelog_compaction_lag: DurationMs = Field(default=parse_duration("7d"), gt=0)
+    dlq_retention: DurationMs = Field(default=parse_duration("7d"), gt=0)
+    decisions_retention: DurationMs = Field(default=parse_duration("30d"), gt=0)
     log_level: LogLevel = "info"
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism = "PLAIN"
@@ -143,6 +149,12 @@ class Settings(BaseModel):
             raise ValueError(
                 f"security protocol {self.security_protocol} needs a user name and a password: "
                 f"set {_env('sasl_username')} and {_env('sasl_password')}"
+            )
+        if self.security_protocol == "SASL_PLAINTEXT" and self.sasl_mechanism == "PLAIN":
+            raise ValueError(
+                f"SASL mechanism PLAIN sends the password as it is: use it only over TLS "
+                f"({_env('security_protocol')}=SASL_SSL), or a SCRAM mechanism "
+                f"({_env('sasl_mechanism')}=SCRAM-SHA-512)"
             )
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError(
@@ -306,6 +318,24 @@ OPTIONS: tuple[Option, ...] = (
         "seconds without heartbeat before a worker counts as dead and loses its partitions",
         "SECONDS",
     ),
+    Option(
+        "stall_timeout",
+        "seconds with input waiting and nothing processed before /health answers 503",
+        "SECONDS",
+    ),
+    Option(
+        "shutdown_timeout",
+        "seconds a stop (SIGTERM, or a fatal error) may take before the process exits anyway",
+        "SECONDS",
+    ),
+    Option(
+        "changelog_compaction_lag",
+        "longest time an erased user's old state stays on the changelogs' disks before "
+        "compaction (max.compaction.lag.ms; like '7d')",
+        "DURATION",
+    ),
+    Option("dlq_retention", "retention of the dead-letter topic (like '7d')", "DURATION"),
+    Option("decisions_retention", "retention of the decisions topic (like '30d')", "DURATION"),
     Option("log_level", "debug, info, warning or error", "LEVEL"),
     Option("security_protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", "PROTOCOL"),
     Option("sasl_mechanism", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", "MECHANISM"),
@@ -343,6 +373,8 @@ def _shown_default(option: Option) -> str:
         return "none"
     if isinstance(default, tuple):
         return ",".join(default)
+    if option.metavar == "DURATION":
+        return format_duration(default)
     return str(default)
 
 

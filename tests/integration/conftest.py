@@ -42,6 +42,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
+BROKER_DATA_DIRS: list[Path] = []
+"""The data dir of the broker this session started (its pid file is ``kafka.pid`` there)."""
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``localhost:PORT`` of a real single-node Kafka (KRaft) broker."""
@@ -49,7 +53,9 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    env = _broker_env(tmp_path_factory.mktemp("kafka"))  # fresh: no broker runs there yet
+    data_dir = tmp_path_factory.mktemp("kafka")
+    BROKER_DATA_DIRS.append(data_dir)
+    env = _broker_env(data_dir)  # fresh: no broker runs there yet
     started = _script("start", env)
     if started.returncode != 0:
         pytest.fail(

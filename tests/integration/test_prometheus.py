@@ -82,7 +82,7 @@ from suppressor.settings import settings_from_env
 settings = settings_from_env()
 topology = Topology.from_settings(settings)
 metrics = Metrics()
-prepare_topics(settings, topology)
+prepare_topics(settings, topology, load_policy(settings.policy))
 app = build_app(settings, MetricsObserver(metrics), load_policy(settings.policy))
 metrics.bind_app(app, topics=topology.data_topics)
 

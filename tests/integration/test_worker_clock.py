@@ -186,7 +186,14 @@ def test_bad_settings_name_the_flag_or_variable(
 
 def test_secrets_are_never_shown() -> None:
     s = settings(
-        ["--security-protocol", "SASL_PLAINTEXT", "--sasl-username", "u"],
+        [
+            "--security-protocol",
+            "SASL_PLAINTEXT",
+            "--sasl-mechanism",
+            "SCRAM-SHA-256",
+            "--sasl-username",
+            "u",
+        ],
         {"SUPPRESSOR_SASL_PASSWORD": "hunter2"},
     )
     assert "hunter2" not in repr(s)

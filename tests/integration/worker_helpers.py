@@ -145,9 +145,12 @@ def free_port() -> int:
 class WorkerProcess:
     """``python -m streams.worker`` with the deployment's settings, its own data dir and port."""
 
-    def __init__(self, deployment: Deployment, name: str, **env: str) -> None:
+    def __init__(
+        self, deployment: Deployment, name: str, module: str = "streams.worker", **env: str
+    ) -> None:
         self.deployment = deployment
         self.name = name
+        self.module = module
         self.data_dir = deployment.workdir / f"data-{name}"
         self.log_path = deployment.workdir / f"worker-{name}.log"
         self.web_port = free_port()
@@ -165,7 +168,7 @@ class WorkerProcess:
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "streams.worker"], cwd=REPO, env=env, stdout=log, stderr=log
+            [PYTHON, "-m", self.module], cwd=REPO, env=env, stdout=log, stderr=log
         )
         log.close()
         return self

@@ -24,6 +24,7 @@ from suppressor.metrics import (
     ACTION_KINDS,
     DLQ_CODES,
     EXCLUSION_REASONS,
+    FAILURE_STAGES,
     OTHER,
     REASONS,
     SUPPRESSION_REASONS,
@@ -155,6 +156,7 @@ def test_no_label_holds_a_user_id_an_item_id_or_free_text() -> None:
         "trigger": {*TRIGGERS, OTHER},
         "reason": {*REASONS, OTHER},
         "code": {*DLQ_CODES, OTHER},
+        "stage": {*FAILURE_STAGES, OTHER},
         "operation": {*TRANSACTION_OPERATIONS, OTHER},
         "group": {"treated", "holdout"},
         "converted": {"true", "false"},
@@ -286,6 +288,7 @@ def test_worker_observer_adapter() -> None:
     class Work:
         output: Output
         stream_time: int
+        unreadable: int = 0
 
     for event in events:
         observer.on_event(2, event, None)

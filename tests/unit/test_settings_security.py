@@ -33,3 +33,37 @@ def test_a_client_key_that_is_not_pem_is_refused(tmp_path: Path) -> None:
     values = {**SASL, "ssl_certfile": str(bogus), "ssl_keyfile": str(bogus)}
     with pytest.raises(ConfigError, match="SUPPRESSOR_SSL_CERTFILE and SUPPRESSOR_SSL_KEYFILE"):
         settings_from_values(values, {})
+
+
+def test_sasl_plain_is_refused_without_tls() -> None:
+    values = {**SASL, "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN"}
+    with pytest.raises(ConfigError, match="PLAIN sends the password as it is") as error:
+        settings_from_values(values, {})
+    assert "SUPPRESSOR_SECURITY_PROTOCOL=SASL_SSL" in str(error.value)
+    assert "hunter2" not in str(error.value)
+    scram = {**values, "sasl_mechanism": "SCRAM-SHA-512"}
+    assert settings_from_values(scram, {}).sasl_mechanism == "SCRAM-SHA-512"
+    assert settings_from_values({**SASL, "sasl_mechanism": "PLAIN"}, {}).uses_ssl
+
+
+def test_retention_and_compaction_lag_reach_the_topics() -> None:
+    from streams.topology import Topology
+
+    settings = settings_from_values(
+        {"dlq_retention": "3d", "decisions_retention": "10d", "changelog_compaction_lag": "2d"},
+        {},
+    )
+    topology = Topology.from_settings(settings)
+    configs = {spec.name: spec.topic_config() for spec in topology.user_topic_specs()}
+    day = 86_400_000
+    assert configs["events.dlq"]["retention.ms"] == str(3 * day)
+    assert configs["decisions"]["retention.ms"] == str(10 * day)
+    assert "retention.ms" not in configs["actions"]
+    for spec in topology.internal_topic_specs():
+        if spec.name.endswith("-changelog"):
+            assert spec.topic_config()["max.compaction.lag.ms"] == str(2 * day)
+            assert spec.topic_config()["cleanup.policy"] == "compact"
+    with pytest.raises(ConfigError, match="SUPPRESSOR_DLQ_RETENTION must be a duration"):
+        settings_from_values(
+            {"dlq_retention": "weekly"}, {"dlq_retention": "SUPPRESSOR_DLQ_RETENTION"}
+        )
