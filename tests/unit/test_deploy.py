@@ -4,7 +4,7 @@
   has a firing and a not-firing case); every metric the rules and the dashboard use
   is one the worker exposes; every dashboard query parses.
 - docker-compose.yml against the Compose Specification schema (tests/schemas).
-- deploy/k8s against the Kubernetes JSON schemas of ``kubernetes-validate`` (strict)
+- deploy/k8s/base against the Kubernetes JSON schemas of ``kubernetes-validate`` (strict)
   and, for the Prometheus Operator kinds, the schemas in tests/schemas; the
   PrometheusRule has exactly the groups of deploy/prometheus/rules.yml.
 
@@ -35,6 +35,7 @@ DEPLOY = REPO / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
 GRAFANA = DEPLOY / "grafana"
 K8S = DEPLOY / "k8s"
+BASE = K8S / "base"
 SCHEMAS = REPO / "tests" / "schemas"
 DASHBOARD = GRAFANA / "dashboards" / "suppressor.json"
 COMPOSE = REPO / "docker-compose.yml"
@@ -48,7 +49,7 @@ def load_yaml(path: Path) -> Any:
 
 
 def manifests() -> Iterator[tuple[Path, dict[str, Any]]]:
-    for path in sorted(K8S.glob("*.yaml")):
+    for path in sorted(BASE.glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
         for document in yaml.safe_load_all(path.read_text()):
@@ -422,22 +423,22 @@ def test_the_kubernetes_schemas_catch_mistakes(kubernetes_validate: Any) -> None
 def test_prometheusrule_has_the_groups_of_rules_yml(promtool: str, tmp_path: Path) -> None:
     (rule,) = by_kind("PrometheusRule")
     assert rule["spec"]["groups"] == load_yaml(PROMETHEUS / "rules.yml")["groups"], (
-        "deploy/k8s/prometheusrule.yaml is stale: "
-        "deploy/k8s/render-prometheusrule > deploy/k8s/prometheusrule.yaml"
+        "deploy/k8s/base/prometheusrule.yaml is stale: "
+        "deploy/k8s/render-prometheusrule > deploy/k8s/base/prometheusrule.yaml"
     )
     rendered = subprocess.run(
         [K8S / "render-prometheusrule"], capture_output=True, text=True, check=True, timeout=30
     )
-    assert rendered.stdout == (K8S / "prometheusrule.yaml").read_text()
+    assert rendered.stdout == (BASE / "prometheusrule.yaml").read_text()
     extracted = tmp_path / "rules-from-prometheusrule.yml"
     extracted.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     run_promtool(promtool, "check", "rules", extracted)
 
 
 def test_kustomization_lists_every_manifest() -> None:
-    kustomization = load_yaml(K8S / "kustomization.yaml")
+    kustomization = load_yaml(BASE / "kustomization.yaml")
     listed = set(kustomization["resources"])
-    assert listed == {path.name for path in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == {path.name for path in BASE.glob("*.yaml")} - {"kustomization.yaml"}
 
 
 def test_statefulset_runs_the_workers_as_an_sre_expects() -> None:
