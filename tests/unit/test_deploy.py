@@ -10,7 +10,8 @@
 - What ``kubectl kustomize`` builds from the base and from the example overlay: the
   same schemas; the base applies no Secret and refers to the one that must exist; the
   overlay generates it from an uncommitted secret.env (hashed name, references
-  rewritten) and fails without that file.
+  rewritten) and fails without that file; the policy ConfigMap is generated from
+  policy.toml (hashed name, mounted), so a policy change is a new pod template.
 
 promtool comes with Debian's ``prometheus`` package, and kubectl, when none is on the
 PATH, with ``kubernetes-client``: ``deploy/local/tools`` installs them.
@@ -33,6 +34,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from suppressor.domain.policy import load_policy
 from suppressor.metrics import Metrics
 from suppressor.settings import OPTIONS
 
@@ -382,8 +384,8 @@ def test_dockerfile_builds_a_slim_non_root_worker_image() -> None:
 #
 # The files of deploy/k8s/base are validated as written (no tool needed), then what
 # `kubectl kustomize` builds from the base and from the example overlay (with a
-# secret.env the test writes in a copy): the generated Secret, its hashed name and
-# the references kustomize rewrites to it.
+# secret.env the test writes in a copy): the generated ConfigMap and Secret, their
+# hashed names and the references kustomize rewrites to them.
 
 
 @pytest.fixture(scope="module")
@@ -535,6 +537,8 @@ def test_kustomization_lists_every_manifest() -> None:
     kustomization = load_yaml(BASE / "kustomization.yaml")
     listed = set(kustomization["resources"])
     assert listed == {path.name for path in BASE.glob("*.yaml")} - {"kustomization.yaml"}
+    (policy,) = kustomization["configMapGenerator"]
+    assert policy == {"name": "suppressor-policy", "files": ["policy.toml"]}
     assert "secretGenerator" not in kustomization
     # no Secret is committed anywhere under deploy/k8s, overlays included
     for path in K8S.rglob("*.yaml"):
@@ -555,6 +559,47 @@ def test_the_base_applies_no_secret_and_needs_an_existing_one(base: list[dict[st
         "optional": True,
     }
     assert ADMIN_TOKEN not in secret_refs(job)
+
+
+def test_the_policy_configmap_is_generated_and_mounted(base: list[dict[str, Any]]) -> None:
+    configmaps = {doc["metadata"]["name"]: doc for doc in base if doc["kind"] == "ConfigMap"}
+    (policy_name,) = [name for name in configmaps if name != "suppressor-config"]
+    assert re.fullmatch("suppressor-policy" + HASH_SUFFIX, policy_name), policy_name
+    assert configmaps[policy_name]["data"] == {"policy.toml": (BASE / "policy.toml").read_text()}
+    load_policy(BASE / "policy.toml")  # a policy the worker accepts
+
+    statefulset = only(base, "StatefulSet")
+    pod = statefulset["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["policy"]["configMap"] == {"name": policy_name}
+    (container,) = pod["containers"]
+    (mount,) = [mount for mount in container["volumeMounts"] if mount["name"] == "policy"]
+    config = configmaps["suppressor-config"]["data"]
+    assert config["SUPPRESSOR_POLICY"] == mount["mountPath"] + "/policy.toml"
+
+
+def test_a_policy_change_rolls_the_workers(
+    kubectl: str, base: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    k8s = copy_k8s(tmp_path / "k8s")
+    policy = k8s / "base" / "policy.toml"
+    text = policy.read_text()
+    assert "max_similar_items = 3" in text
+    policy.write_text(text.replace("max_similar_items = 3", "max_similar_items = 2"))
+    changed = build(kubectl, k8s / "base")
+
+    def policy_volume(documents: list[dict[str, Any]]) -> str:
+        volumes = only(documents, "StatefulSet")["spec"]["template"]["spec"]["volumes"]
+        (volume,) = [volume for volume in volumes if volume["name"] == "policy"]
+        return str(volume["configMap"]["name"])
+
+    assert policy_volume(changed) != policy_volume(base)
+    assert re.fullmatch("suppressor-policy" + HASH_SUFFIX, policy_volume(changed))
+    names = {doc["metadata"]["name"] for doc in changed if doc["kind"] == "ConfigMap"}
+    assert policy_volume(changed) in names
+    # a new pod template: the StatefulSet's rolling update replaces every worker
+    template = only(changed, "StatefulSet")["spec"]["template"]
+    assert template != only(base, "StatefulSet")["spec"]["template"]
 
 
 def test_the_example_overlay_generates_the_secret(
@@ -616,7 +661,7 @@ def test_the_example_secret_file_stays_out_of_git_and_the_example_holds_no_value
 
 def test_statefulset_runs_the_workers_as_an_sre_expects() -> None:
     (statefulset,) = by_kind("StatefulSet")
-    (config, _policy) = by_kind("ConfigMap")
+    (config,) = by_kind("ConfigMap")
     (service,) = by_kind("Service")
     (podmonitor,) = by_kind("PodMonitor")
     spec = statefulset["spec"]
