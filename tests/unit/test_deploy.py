@@ -12,6 +12,8 @@
   overlay generates it from an uncommitted secret.env (hashed name, references
   rewritten) and fails without that file; the policy ConfigMap is generated from
   policy.toml (hashed name, mounted), so a policy change is a new pod template.
+- The NetworkPolicy: it selects the workers and admits, on the web port alone, only
+  the scraper's pods (namespace AND pod selector) and the workers themselves.
 
 promtool comes with Debian's ``prometheus`` package, and kubectl, when none is on the
 PATH, with ``kubernetes-client``: ``deploy/local/tools`` installs them.
@@ -51,6 +53,7 @@ COMPOSE = REPO / "docker-compose.yml"
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")  # oldest supported, newest in kubernetes-validate
 SETTINGS_ENV = {option.env for option in OPTIONS}
 JOB = "suppressor"
+WORKER_LABELS = {"app.kubernetes.io/name": "suppressor", "app.kubernetes.io/component": "worker"}
 SECRET = "suppressor-kafka"  # the workers' Secret: the base references it, creates none
 ADMIN_TOKEN = "SUPPRESSOR_ADMIN_TOKEN"  # optional in that Secret: no token, no admin path
 HASH_SUFFIX = "-[a-z0-9]{10}"  # what kustomize appends to a generated object's name
@@ -484,6 +487,7 @@ def test_k8s_manifests_match_the_kubernetes_schemas(kubernetes_validate: Any, ve
         "StatefulSet",
         "Service",
         "ConfigMap",
+        "NetworkPolicy",
         "PodDisruptionBudget",
         "Job",
         "PodMonitor",
@@ -510,6 +514,10 @@ def test_the_kubernetes_schemas_catch_mistakes(kubernetes_validate: Any) -> None
     statefulset["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["prot"] = 1
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(statefulset, KUBERNETES_VERSIONS[-1], strict=True)
+    (policy,) = by_kind("NetworkPolicy")
+    policy["spec"]["ingress"][0]["form"] = policy["spec"]["ingress"][0].pop("from")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(policy, KUBERNETES_VERSIONS[-1], strict=True)
     (podmonitor,) = by_kind("PodMonitor")
     podmonitor["spec"]["podMetricsEndpoints"][0]["interval"] = "15 seconds"
     assert not crd_validator("PodMonitor").is_valid(podmonitor)
@@ -600,6 +608,46 @@ def test_a_policy_change_rolls_the_workers(
     # a new pod template: the StatefulSet's rolling update replaces every worker
     template = only(changed, "StatefulSet")["spec"]["template"]
     assert template != only(base, "StatefulSet")["spec"]["template"]
+
+
+def test_the_network_policy_lets_only_the_scraper_and_the_workers_reach_the_web_port() -> None:
+    (policy,) = by_kind("NetworkPolicy")
+    (statefulset,) = by_kind("StatefulSet")
+    (service,) = by_kind("Service")
+    (config,) = by_kind("ConfigMap")
+    spec = policy["spec"]
+    template = statefulset["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    web = {port["name"]: port["containerPort"] for port in container["ports"]}["web"]
+    assert web == int(config["data"]["SUPPRESSOR_WEB_PORT"]) == service["spec"]["ports"][0]["port"]
+
+    # it selects the worker pods, and isolates them for ingress only (egress stays open:
+    # Kafka, DNS)
+    assert spec["podSelector"] == {"matchLabels": WORKER_LABELS}
+    assert spec["podSelector"] == statefulset["spec"]["selector"]
+    assert WORKER_LABELS.items() <= template["metadata"]["labels"].items()
+    assert spec["policyTypes"] == ["Ingress"]
+    assert "egress" not in spec
+
+    # every rule names its peers (a rule without "from" admits everyone) and the web
+    # port alone (a rule without "ports" admits every port)
+    peers = []
+    for rule in spec["ingress"]:
+        assert rule.get("from"), f"a rule without peers admits every source: {rule}"
+        assert rule.get("ports") == [{"protocol": "TCP", "port": web}], rule
+        peers.extend(rule["from"])
+    assert all("ipBlock" not in peer for peer in peers), peers
+
+    # the scraper: pods with its labels in its namespace (both selectors in one peer is
+    # AND; as two peers, any pod of that namespace or that label anywhere would pass)
+    (scraper,) = [peer for peer in peers if "namespaceSelector" in peer]
+    assert scraper.keys() == {"namespaceSelector", "podSelector"}
+    assert scraper["namespaceSelector"]["matchLabels"], "an empty selector is every namespace"
+    assert scraper["podSelector"]["matchLabels"], "an empty selector is every pod"
+    assert not WORKER_LABELS.items() <= scraper["podSelector"]["matchLabels"].items()
+    # the workers themselves, in their own namespace (faust forwards table-routed requests)
+    (workers,) = [peer for peer in peers if "namespaceSelector" not in peer]
+    assert workers == {"podSelector": {"matchLabels": WORKER_LABELS}}
 
 
 def test_the_example_overlay_generates_the_secret(
