@@ -24,7 +24,7 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy on the source
 	$(BIN)/mypy
 	$(BIN)/mypy -p bench
 
-tools: ## install the Debian tools the tests use (prometheus, promtool, kcat) if missing
+tools: ## install the Debian tools the tests use (prometheus, promtool, kcat, kubectl) if missing
 	deploy/local/tools
 
 test: tools lint ## everything: lint, unit tests, integration tests on a real local Kafka broker
