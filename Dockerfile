@@ -19,8 +19,6 @@ COPY pyproject.toml constraints.txt README.md ./
 RUN pip install --quiet pip==24.3.1 \
  && python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.txt \
  && pip install --quiet -c constraints.txt -r requirements.txt
-COPY schemas ./schemas
-COPY streams ./streams
 COPY suppressor ./suppressor
 RUN pip install --quiet --no-deps -c constraints.txt . \
  && pip check \

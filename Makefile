@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP) ## create .venv and install the pinned dependencies
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy on the source
-	$(BIN)/ruff check schemas streams suppressor tests bench faults
-	$(BIN)/ruff format --check schemas streams suppressor tests bench faults
+	$(BIN)/ruff check suppressor tests bench faults
+	$(BIN)/ruff format --check suppressor tests bench faults
 	$(BIN)/mypy
 	$(BIN)/mypy -p bench
 
@@ -34,7 +34,7 @@ unit: $(STAMP) ## unit tests only (no broker)
 	$(BIN)/pytest -q tests/unit
 
 demo: $(STAMP) ## the main job: local broker, topics, worker, demo traffic, actions printed
-	$(BIN)/python -m suppressor.demo
+	$(BIN)/python -m suppressor.entrypoints.demo
 
 bench: $(STAMP) ## benchmarks; figures go to bench/out and BENCHMARKS.md
 	$(BIN)/python -m bench
@@ -46,8 +46,8 @@ schemas: $(STAMP) ## regenerate schemas/json from the pydantic models
 	$(BIN)/suppressor schemas
 
 fmt: $(STAMP) ## format the code
-	$(BIN)/ruff format schemas streams suppressor tests bench faults
-	$(BIN)/ruff check --fix schemas streams suppressor tests bench faults
+	$(BIN)/ruff format suppressor tests bench faults
+	$(BIN)/ruff check --fix suppressor tests bench faults
 
 clean: ## stop the local broker and remove venv, caches and local data
 	-deploy/local/kafka stop

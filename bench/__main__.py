@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import engine, worker
 from bench.report import worker_section
-from suppressor.datasets import rees46, synthetic
+from suppressor.core.datasets import rees46, synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -121,7 +121,7 @@ first, the absolute rates second. Nothing here is asserted by the test suite.
 def _memory_in_fresh_process(synth_dir: Path) -> dict[str, Any]:
     code = (
         "import json,sys; from pathlib import Path; from bench import engine; "
-        "from suppressor.replay.files import load_catalog; "
+        "from suppressor.core.replay.files import load_catalog; "
         f"c,_=load_catalog({str(synth_dir / 'catalog.jsonl')!r}); "
         f"ev=engine.read_events(Path({str(synth_dir / 'events.jsonl')!r})); "
         "mb,users=engine.state_memory_mb(ev,c); print(json.dumps({'mb':mb,'users':users}))"
@@ -169,8 +169,8 @@ for **{memory["users"]:,}** users.
   ratio is baseline time ÷ replay time (1.0 would mean replay costs no more than
   re-serialising its input).
 - *inputs*: the REES46 multi-category sample converted by
-  `python -m suppressor.datasets.rees46`; the synthetic stream from
-  `python -m suppressor.datasets.synthetic` (seed 46), drawn from the sample's
+  `python -m suppressor.core.datasets.rees46`; the synthetic stream from
+  `python -m suppressor.core.datasets.synthetic` (seed 46), drawn from the sample's
   event mix, item popularity, session gaps and conversion, with up to 30 s of
   arrival jitter so the reorder buffer works.
 - Targets from issue 3 (one core): engine ≥ 100,000 events/s; replay of 1,000,000

@@ -30,15 +30,15 @@ from aiokafka.structs import ConsumerRecord
 from aiokafka.structs import TopicPartition as AioTP
 from rocksdict import Rdict
 
-from schemas.events import parse_event
-from schemas.outputs import DeadLetter, SourcePosition
-from streams.clock import PartitionClock
-from streams.partition import PartitionRuntime
-from streams.pipeline import output_records
-from streams.state import DeferredWrites, PartitionKV, Write
-from suppressor.codec import event_from_wire
-from suppressor.domain.engine import Engine
-from suppressor.settings import Settings
+from suppressor.adapters.partition import PartitionRuntime
+from suppressor.adapters.pipeline import output_records
+from suppressor.adapters.settings import Settings
+from suppressor.adapters.state import DeferredWrites, PartitionKV, Write
+from suppressor.core.clock import PartitionClock
+from suppressor.core.codec import event_from_wire
+from suppressor.core.engine import Engine
+from suppressor.wire.events import parse_event
+from suppressor.wire.outputs import DeadLetter, SourcePosition
 
 COMMIT_INTERVAL: float = Settings.model_fields["commit_interval"].default
 """The worker's default ``commit_interval``; the passthroughs commit as often."""

@@ -17,15 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from schemas.events import DeadLetter, parse_event
-from schemas.outputs import SourcePosition
-from suppressor.codec import event_from_wire
-from suppressor.domain.catalog import Catalog
-from suppressor.domain.engine import Engine
-from suppressor.domain.model import Event
-from suppressor.domain.policy import Policy
-from suppressor.domain.processor import DictStore, Processor
-from suppressor.replay.files import load_catalog
+from suppressor.core.catalog import Catalog
+from suppressor.core.codec import event_from_wire
+from suppressor.core.engine import Engine
+from suppressor.core.model import Event
+from suppressor.core.policy import Policy
+from suppressor.core.processor import DictStore, Processor
+from suppressor.core.replay.files import load_catalog
+from suppressor.wire.events import DeadLetter, parse_event
+from suppressor.wire.outputs import SourcePosition
 
 
 def read_events(path: Path) -> list[Event]:
@@ -69,7 +69,7 @@ def baseline_json_passthrough(path: Path) -> float:
 
 def replay_end_to_end(events: Path, catalog: Path, out_dir: Path, decisions: bool) -> float:
     """The real command in a fresh process: read, parse, decide, write JSON lines."""
-    command = [sys.executable, "-m", "suppressor.cli", "replay", str(events)]
+    command = [sys.executable, "-m", "suppressor.entrypoints.cli", "replay", str(events)]
     command += ["--catalog", str(catalog), "--actions", str(out_dir / "actions.jsonl")]
     command += ["--dlq", str(out_dir / "dlq.jsonl"), "--quiet"]
     if decisions:

@@ -7,7 +7,8 @@ bench times it like the worker, so "worker ÷ Faust passthrough" is what the sup
 own work costs and "Faust passthrough ÷ aiokafka passthrough" what Faust's per-record path
 costs before any of it.
 
-Each record is sent as the worker sends its outputs (``streams.sender.SourceSender``, with
+Each record is sent as the worker sends its outputs
+(``suppressor.adapters.sender.SourceSender``, with
 the worker's producer class): under exactly_once in the transaction of the partition it
 was read from, committed with its offset. Faust's own ``topic.send`` sends outside any
 transaction there (it picks no transactional producer for a topic the app does not
@@ -24,10 +25,10 @@ from typing import Any
 
 import faust
 
-from streams import faust_fixes
-from streams.app import FETCH_BYTES_PER_PARTITION
-from streams.sender import SourceSender
-from suppressor.logs import logging_config
+from suppressor.adapters.app import FETCH_BYTES_PER_PARTITION
+from suppressor.adapters.faust_internals import consumer as faust_fixes
+from suppressor.adapters.logs import logging_config
+from suppressor.adapters.sender import SourceSender
 
 
 class PassthroughApp(faust.App):

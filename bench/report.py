@@ -95,7 +95,7 @@ def _outside(r: dict[str, Any]) -> str:
 {row}
 
 Not the product: a measurement for the design question above. `bench/batch_loop.py`
-runs the worker's per-partition code unchanged (`streams.partition.PartitionRuntime`:
+runs the worker's per-partition code unchanged (`suppressor.adapters.partition.PartitionRuntime`:
 `parse_event`, the clock, the processor, user states in RocksDB with their at-least-once
 origins) from an aiokafka `getmany` loop, at-least-once: every `commit_interval` it
 flushes the outputs, then sends each user's latest state and the clocks to changelog
@@ -150,7 +150,8 @@ def worker_section(r: dict[str, Any]) -> str:
     p99 = lat_alo["record_p99_ms"]
     return f"""## Worker on the local broker (issue 4)
 
-Measured {r.get("measured_at", "?")}: one worker process (`python -m streams.worker`) and a
+Measured {r.get("measured_at", "?")}: one worker process
+(`python -m suppressor.entrypoints.worker`) and a
 single-node Kafka 3.9 broker (`deploy/local/kafka`, port {r["port"]}) on the same 2 cores,
 {r["partitions"]} partitions per topic (the default), default settings (`commit_interval` and
 `tick_interval` 1 s, `producer_linger` 20 ms) unless a row says otherwise.
@@ -173,7 +174,7 @@ Target (issue 4): the worker at least {TARGET_RATIO:.0%} of the passthrough at-l
 `bench/faust_passthrough.py`: one Faust agent on the five inputs sends every record (key,
 value) to one output topic, with the worker's Faust settings (guarantee, `commit_interval`,
 `producer_linger`, 64 KiB fetches, logging at info) and nothing else: no parsing, state,
-engine, ticks or metrics. It sends as the worker does (`streams.sender`): under
+engine, ticks or metrics. It sends as the worker does (`suppressor.adapters.sender`): under
 exactly-once in the transaction of the partition the record was read from. Before
 2026-11-22 20:35 UTC it used Faust's `topic.send`, which sent outside any transaction,
 so its exactly-once figure was not an exactly-once passthrough. Timed like the worker,
@@ -248,8 +249,8 @@ Building that state (exactly-once, from an empty group) took {_n(s["build_s"], 0
 
 - One broker for the whole run, started fresh by the bench (data in
   `bench/out/worker/kafka`) and stopped at the end, also on error. The backlog is the
-  synthetic stream (`suppressor.datasets.synthetic`, seed 46), put once on the five input
-  topics keyed by `user_id` (type → topic as `streams.feed` routes it), the catalog on
+  synthetic stream (`suppressor.core.datasets.synthetic`, seed 46), put once on the five input
+  topics keyed by `user_id` (type → topic as `suppressor.adapters.feed` routes it), the catalog on
   the catalog topic. Every consumer below reads all of it with its own consumer group.
 - *Passthrough* (the baseline, in the bench process): an aiokafka consumer on the five
   inputs (`read_committed`, no auto-commit) and an aiokafka producer (`acks=all`) to one
@@ -260,7 +261,8 @@ Building that state (exactly-once, from an empty group) took {_n(s["build_s"], 0
   It reads the backlog in a second or two, so one run's rate is noisy: since 2026-11-23
   it runs three times per guarantee, each with its own group, and the median is the
   baseline (the runs are listed in the "Outside Faust" table).
-- *Worker*: a fresh `python -m streams.worker` per guarantee (`SUPPRESSOR_PROCESSING_GUARANTEE`)
+- *Worker*: a fresh `python -m suppressor.entrypoints.worker` per guarantee
+  (`SUPPRESSOR_PROCESSING_GUARANTEE`)
   with its own app id, data dir and output topics, default policy. Time: from its first
   event counted in `suppressor_events_total` (start-up — catalog, table recovery, group
   join — is the separate column) until the group's committed offsets reach the end of

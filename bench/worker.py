@@ -9,7 +9,7 @@ Everything runs on one broker this module starts (``deploy/local/kafka`` on port
    ``commit_interval``; and transactional: the same with a transactional producer and
    ``send_offsets_to_transaction``, one transaction per ``commit_interval``; the median of
    ``PASSTHROUGH_RUNS`` runs each), a Faust app that only forwards
-   (``bench.faust_passthrough``), the worker (``python -m streams.worker``) with
+   (``bench.faust_passthrough``), the worker (``python -m suppressor.entrypoints.worker``) with
    ``at_least_once`` and with ``exactly_once``, each with its own output topics and app
    id, and the worker's own work from a plain aiokafka loop (``bench.batch_loop``, not
    the product: what leaving Faust's stream path would buy). The worker's time runs from its first
@@ -52,16 +52,22 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka import TopicPartition as KafkaTP
 
 from bench import batch_loop as batch
-from schemas.timefmt import format_ms
-from streams.admin import TopicSpec, ensure_topics
-from streams.clock import NO_TIME
-from streams.feed import feed_catalog, feed_events, jsonl_lines, read_topic, route_by_type
-from streams.topology import Topology
-from suppressor.datasets import synthetic
-from suppressor.domain.engine import Engine
-from suppressor.domain.policy import load_policy
-from suppressor.replay.files import load_catalog
-from suppressor.settings import Settings, settings_from_values
+from suppressor.adapters.admin import TopicSpec, ensure_topics
+from suppressor.adapters.feed import (
+    feed_catalog,
+    feed_events,
+    jsonl_lines,
+    read_topic,
+    route_by_type,
+)
+from suppressor.adapters.settings import Settings, settings_from_values
+from suppressor.adapters.topology import Topology
+from suppressor.core.clock import NO_TIME
+from suppressor.core.datasets import synthetic
+from suppressor.core.engine import Engine
+from suppressor.core.policy import load_policy
+from suppressor.core.replay.files import load_catalog
+from suppressor.wire.timefmt import format_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = ROOT / "deploy" / "local" / "kafka"
@@ -76,7 +82,8 @@ with its own group, is the baseline."""
 LATENCY_WARMUP_S = 35.0
 """Longer than the default ``idle_timeout`` (30 s): a fresh worker's partitions wait for
 each other's watermarks until they have forwarded each other nothing for that long (with
-the hybrid clock, see ``streams.pipeline.Pipeline._fresh``); a live worker runs for days,
+the hybrid clock, see ``suppressor.adapters.pipeline.Pipeline._fresh``); a live worker runs
+for days,
 so the steady state after it is what the run measures."""
 SETTLE_S = 45.0
 """How long the throughput run keeps counting decisions after the offsets are committed:
@@ -199,7 +206,7 @@ def free_port() -> int:
 
 @dataclass
 class Worker:
-    """``python -m streams.worker`` for a deployment: own data dir, web port, log."""
+    """``python -m suppressor.entrypoints.worker`` for a deployment: own data dir, web port, log."""
 
     deployment: Deployment
     name: str
@@ -224,7 +231,11 @@ class Worker:
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams.worker"], cwd=ROOT, env=env, stdout=log, stderr=log
+                [sys.executable, "-m", "suppressor.entrypoints.worker"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=log,
             )
         return self
 

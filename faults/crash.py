@@ -250,7 +250,8 @@ METHOD = f"""
 - One worker (policy {POLICY}, commit interval 0.5 s). Kill
   points: seeded random fractions of the input (uniform in 3 %..90 %, sorted), each plus a
   random 0..1.5 s; when the group's committed input offsets reach a point, the worker gets
-  SIGKILL and a new `python -m streams.worker` starts at once on the same data dir (the
+  SIGKILL and a new `python -m suppressor.entrypoints.worker` starts at once on the same
+  data dir (the
   figure in brackets is the share of the input committed at the kill). Restart times are
   from process start until `/health` says ok and until `records_processed` > 0.
 - After the last kill and the whole feed, the worker must bring the group's committed

@@ -19,7 +19,7 @@ from typing import Any
 from rocksdict import AccessType, Options, Rdict
 
 from faults.harness import Context, Outcome
-from streams.state import user_state_of
+from suppressor.adapters.state import user_state_of
 from tests.integration.worker_helpers import (
     WorkerProcess,
     replay_actions,

@@ -202,7 +202,8 @@ def write_report(outcomes: Sequence[Outcome], order: Sequence[str], path: Path =
         f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores shared "
         "with other work, one local single-node Kafka 3.9 broker (KRaft, "
         f"`deploy/local/kafka`) started by the suite; code at {_revision()}.",
-        "Each scenario runs real `python -m streams.worker` processes against that broker; "
+        "Each scenario runs real `python -m suppressor.entrypoints.worker` processes against "
+        "that broker; "
         "its section says when and at what scale it last ran (`--only` reruns one and keeps "
         "the others' sections). A scenario passes only when every check in its method held.",
         "",

@@ -123,7 +123,8 @@ def run(ctx: Context) -> Outcome:
 
 
 FINDING = (
-    "Product bug (streams/pipeline.py `Pipeline.handle`, not fixed here: that file is being "
+    "Product bug (suppressor/adapters/pipeline.py `Pipeline.handle`, not fixed here: that "
+    "file is being "
     "edited by another engineer): the `suppressor-source` / `suppressor-watermark` headers are "
     "trusted on every topic, not only on the internal repartition topic. A record with "
     "`suppressor-source` is taken as already admitted by another partition, so the far-future "

@@ -40,8 +40,8 @@ from kafka import KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
 from faults.harness import Context, Outcome
-from schemas.events import EVENT_TYPES
-from streams.feed import Record, consumer
+from suppressor.adapters.feed import Record, consumer
+from suppressor.wire.events import EVENT_TYPES
 from tests.integration.worker_helpers import (
     REPO,
     Deployment,
@@ -391,7 +391,14 @@ def _four_digit_year(moment: datetime) -> str:
 
 def replay_late(events: Path, catalog: Path, policy: Path, until: str) -> int:
     """The late events ``suppressor replay`` counts (its summary line) on the same input."""
-    command = [sys.executable, "-m", "suppressor.cli", "replay", str(events), "--catalog"]
+    command = [
+        sys.executable,
+        "-m",
+        "suppressor.entrypoints.cli",
+        "replay",
+        str(events),
+        "--catalog",
+    ]
     command += [str(catalog), "--policy", str(policy), "--until", until, "--actions", "/dev/null"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     found = re.search(r"late: (\d+)", done.stderr)
@@ -879,7 +886,7 @@ METHOD = """
   output topics keep the broker default (1 MB). The bad records go to all five input
   topics in turn, keyed `None`, junk bytes or a real user id, at random places among the
   good ones; the producer's acks give each one's topic/partition/offset.
-- **Worker.** One `python -m streams.worker`, `exactly_once`, `clock = "event"` (pure
+- **Worker.** One `python -m suppressor.entrypoints.worker`, `exactly_once`, `clock = "event"` (pure
   event time, as replay), `idle_timeout = "30s"` (the product default; the 2 s of
   tests/integration lets an input partition that only got bad records for 2 s drop out of
   stream time while two days of event time pass in a minute of feeding, a test artefact

@@ -22,7 +22,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaTimeoutError
 
 from faults.harness import Context
-from streams.feed import producer, route_by_type
+from suppressor.adapters.feed import producer, route_by_type
 from tests.integration.worker_helpers import (
     TEST_POLICY,
     Deployment,
@@ -93,7 +93,8 @@ def sentinel_lines(deployment: Deployment, until: str) -> list[bytes]:
 
 
 class Feeder:
-    """Sends event lines to their input topics (keyed by user, as ``streams.feed`` does) at a
+    """Sends event lines to their input topics (keyed by user, as ``suppressor.adapters.feed``
+    does) at a
     given rate, in this thread or a background one; the JSON is parsed before the clock
     starts so a high rate is not limited by parsing."""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.admin import default_topic_specs, ensure_topics
+from suppressor.adapters.admin import default_topic_specs, ensure_topics
 
 KAFKA_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "local" / "kafka"
 HERE = Path(__file__).resolve().parent

@@ -21,8 +21,8 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from streams import pipeline, worker
-from suppressor.domain import engine
+from suppressor.adapters import pipeline, worker
+from suppressor.core import engine
 
 BUG = os.environ.get("FAULTY_BUG_EVENT_ID")
 CRASH_FILE = os.environ.get("FAULTY_CRASH_FILE")

@@ -3,13 +3,13 @@
 The demo stream (examples/events.jsonl + examples/catalog.jsonl) under the holdout
 policy (examples/policy-holdout.toml, with ``clock = "event"`` and a short idle
 timeout as in tests/integration/test_worker.py) goes through a real worker and
-through ``suppressor.replay.run.replay`` in process. Both get the same sentinel
+through ``suppressor.core.replay.run.replay`` in process. Both get the same sentinel
 consents (one per partition) that move stream time past every attribution window,
 so every window the input opens is closed on both sides. Then:
 
 - the worker's ``/metrics`` counters ``suppressor_measured_actions_total{kind,group}``
   and ``suppressor_conversions_total{kind,group,converted}`` equal replay's Tally, and
-  the rates of ``suppressor.replay.report.lifts`` computed from the counters are the
+  the rates of ``suppressor.core.replay.report.lifts`` computed from the counters are the
   report's;
 - the conversions topic holds one record per closed window, with replay's
   conversion ids and records.
@@ -28,13 +28,13 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from suppressor.codec import conversion_record
-from suppressor.domain.engine import Engine
-from suppressor.domain.policy import load_policy
-from suppressor.replay.files import load_catalog, numbered_lines
-from suppressor.replay.report import KINDS, lifts
-from suppressor.replay.run import CollectingSink, replay
-from suppressor.tally import Tally
+from suppressor.core.codec import conversion_record
+from suppressor.core.engine import Engine
+from suppressor.core.policy import load_policy
+from suppressor.core.replay.files import load_catalog, numbered_lines
+from suppressor.core.replay.report import KINDS, lifts
+from suppressor.core.replay.run import CollectingSink, replay
+from suppressor.core.tally import Tally
 from tests.integration.worker_helpers import (
     REPO,
     TEST_POLICY,

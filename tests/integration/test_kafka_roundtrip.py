@@ -11,7 +11,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.admin import TopicMismatch, TopicSpec, ensure_topics, list_topics, topic_config
+from suppressor.adapters.admin import (
+    TopicMismatch,
+    TopicSpec,
+    ensure_topics,
+    list_topics,
+    topic_config,
+)
 
 
 def test_default_topics_have_their_partitions_and_a_compacted_catalog(

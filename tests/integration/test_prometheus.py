@@ -12,12 +12,7 @@ reports: actions by kind, suppressions by reason, dead letters by code. It also 
 that every alert rule loads and evaluates without error and that every dashboard
 query runs.
 
-Two ways to run the worker, one of which is skipped:
-
-- ``worker``: ``python -m streams.worker`` as shipped, once streams/ wires
-  suppressor.metrics in (serves /metrics);
-- ``documented-wiring``: until then, the same worker started through a few lines
-  that wire the metrics exactly as suppressor/metrics.py documents.
+The worker is ``python -m suppressor.entrypoints.worker`` as shipped.
 
 Timing: the events are fed right after the worker's first ticks, as in
 tests/integration/test_worker.py. In one early run, where Prometheus was started
@@ -65,63 +60,13 @@ UNTIL = "2025-03-04T00:00:00Z"
 JOB = "suppressor"
 
 
-def worker_serves_metrics() -> bool:
-    """True once the shipped worker (streams/) wires suppressor.metrics in."""
-    return any("suppressor.metrics" in path.read_text() for path in (REPO / "streams").glob("*.py"))
-
-
-# The wiring suppressor/metrics.py documents, around the shipped app (documented-wiring).
-DOCUMENTED_WIRING = """
-import faust
-from streams.app import build_app, prepare_topics
-from streams.topology import Topology
-from suppressor.domain.policy import load_policy
-from suppressor.metrics import Metrics, MetricsObserver
-from suppressor.settings import settings_from_env
-
-settings = settings_from_env()
-topology = Topology.from_settings(settings)
-metrics = Metrics()
-prepare_topics(settings, topology, load_policy(settings.policy))
-app = build_app(settings, MetricsObserver(metrics), load_policy(settings.policy))
-metrics.bind_app(app, topics=topology.data_topics)
-
-
-async def serve_metrics(web, request):
-    return web.bytes(metrics.render(), headers={"Content-Type": metrics.content_type})
-
-
-app.page("/metrics")(serve_metrics)
-faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
-"""
-
-
-class WiredWorkerProcess(WorkerProcess):
-    """The shipped worker app, started with the documented metrics wiring."""
-
-    def start(self) -> WiredWorkerProcess:
-        env = {
-            **os.environ,
-            **self.deployment.env(),
-            "SUPPRESSOR_DATA_DIR": str(self.data_dir),
-            "SUPPRESSOR_WEB_PORT": str(self.web_port),
-            "SUPPRESSOR_WEB_HOST": "127.0.0.1",
-            **self.env,
-        }
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [PYTHON, "-c", DOCUMENTED_WIRING], cwd=REPO, env=env, stdout=log, stderr=log
-            )
-        return self
-
-
 # --- expected: the replay summary ----------------------------------------------------------
 
 
 def replay_summary() -> dict[str, Counter[str]]:
     """``suppressor replay``'s summary line as counters: actions, suppressed (by reason), dlq."""
     command = [
-        PYTHON, "-m", "suppressor.cli", "replay", str(EXAMPLES / "events.jsonl"),
+        PYTHON, "-m", "suppressor.entrypoints.cli", "replay", str(EXAMPLES / "events.jsonl"),
         "--catalog", str(EXAMPLES / "catalog.jsonl"), "--policy", str(EXAMPLES / "policy.toml"),
         "--until", UNTIL, "--actions", os.devnull,
     ]  # fmt: skip
@@ -256,24 +201,15 @@ def deployment(kafka_bootstrap: str, unique_topic_prefix: str, tmp_path: Path) -
     return Deployment(kafka_bootstrap, unique_topic_prefix, tmp_path, policy_text=policy)
 
 
-@pytest.mark.parametrize("launch", ["worker", "documented-wiring"])
-def test_prometheus_scrapes_the_demo_streams_counts(
-    launch: str, deployment: Deployment, tmp_path: Path
-) -> None:
+def test_prometheus_scrapes_the_demo_streams_counts(deployment: Deployment, tmp_path: Path) -> None:
     if shutil.which("prometheus") is None or shutil.which("promtool") is None:
         pytest.skip("prometheus/promtool not installed: run deploy/local/tools (make test does)")
-    wired = worker_serves_metrics()
-    if launch == "worker" and not wired:
-        pytest.skip("waiting for the worker metrics wiring (streams/ does not serve /metrics yet)")
-    if launch == "documented-wiring" and wired:
-        pytest.skip("the shipped worker serves /metrics itself: tested as 'worker'")
 
     expected = replay_summary()
     assert expected["actions"] and expected["suppressed"] and expected["dlq"], expected
 
     deployment.feed_catalog(EXAMPLES / "catalog.jsonl")
-    process_class = WorkerProcess if launch == "worker" else WiredWorkerProcess
-    worker = process_class(deployment, "metrics").start()
+    worker = WorkerProcess(deployment, "metrics").start()
     target = f"127.0.0.1:{worker.web_port}"
     try:
         # Prometheus first, so that the events follow the worker's first ticks at once

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from schemas.timefmt import parse_to_ms
-from streams.feed import feed_catalog, feed_events, jsonl_lines, route_by_type
-from suppressor.cli import main
+from suppressor.adapters.feed import feed_catalog, feed_events, jsonl_lines, route_by_type
+from suppressor.entrypoints.cli import main
+from suppressor.wire.timefmt import parse_to_ms
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "examples" / "events.jsonl"
@@ -29,7 +29,7 @@ INPUTS = ("events.browse", "events.cart", "events.purchase", "events.review", "e
 
 
 def produce_with_event_time(bootstrap: str, lines: Sequence[bytes], inputs: Sequence[str]) -> None:
-    """Like streams.feed.feed_events, but the Kafka timestamp is the event's ts."""
+    """Like suppressor.adapters.feed.feed_events, but the Kafka timestamp is the event's ts."""
     routes = route_by_type(inputs)
     kafka = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all")
     stamp = parse_to_ms("2025-03-01T00:00:00Z")
@@ -172,7 +172,7 @@ def test_an_until_before_the_end_bounds_the_range(
 def test_records_fed_with_wall_clock_timestamps_are_all_in_their_send_time_range(
     kafka_bootstrap: str, default_topics: dict[str, str], tmp_path: Path
 ) -> None:
-    """streams.feed.feed_events stamps records with the time they are sent: the range is
+    """suppressor.adapters.feed.feed_events stamps records with the time they are sent: the range is
     then by send time, and --until (also the end of the range) must be after it. Records
     sent in the same millisecond are ordered by topic, not by file line, so the actions
     may differ from the file's (a purchase before the cart add it follows): only the

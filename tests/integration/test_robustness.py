@@ -2,7 +2,7 @@
 record, hostile keys and headers, undecodable state, bounded stops, retention.
 
 Each test has its own topics, app id and data dir and runs the worker as a subprocess
-(``python -m streams.worker``, or ``tests.integration.faulty_worker`` with a fault).
+(``python -m suppressor.entrypoints.worker``, or ``tests.integration.faulty_worker`` with a fault).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from streams.admin import ensure_topics, topic_config
-from streams.feed import producer
-from streams.pipeline import SOURCE, WATERMARK
+from suppressor.adapters.admin import ensure_topics, topic_config
+from suppressor.adapters.feed import producer
+from suppressor.adapters.pipeline import SOURCE, WATERMARK
 from tests.integration.conftest import BROKER_DATA_DIRS
 from tests.integration.worker_helpers import (
     Deployment,

@@ -30,7 +30,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError
 
-from streams.admin import BrokerUnavailable, list_topics
+from suppressor.adapters.admin import BrokerUnavailable, list_topics
 from tests.integration.conftest import KAFKA_SCRIPT
 from tests.integration.worker_helpers import (
     PYTHON,
@@ -162,7 +162,7 @@ def test_worker_over_sasl_ssl_gives_replays_actions_and_keeps_the_password(
     assert secure_broker.password not in log
     assert_no_secret_spelling(log, secure_broker.password)
     # kafka-python's admin client logs its whole configuration at debug level, password
-    # included: suppressor.logs redacts it (this is where the test first caught a leak).
+    # included: suppressor.adapters.logs redacts it (this is where the test first caught a leak).
     assert "'sasl_plain_password': '***'" in log, "expected the redacted admin client config"
 
 
@@ -290,7 +290,8 @@ def test_the_worker_with_a_wrong_password_stops_without_showing_either(
         "SUPPRESSOR_LOG_LEVEL": "debug",
     }
     done = subprocess.run(
-        [PYTHON, "-m", "streams.worker"], cwd=REPO, env=env, capture_output=True, text=True,
+        [PYTHON, "-m", "suppressor.entrypoints.worker"], cwd=REPO, env=env, capture_output=True,
+        text=True,
         timeout=180,
     )  # fmt: skip
     output = done.stdout + done.stderr
@@ -303,10 +304,10 @@ def test_the_worker_with_a_wrong_password_stops_without_showing_either(
 # --- (c) --help and settings errors --------------------------------------------------------
 
 HELP_COMMANDS = [
-    [PYTHON, "-m", "suppressor.cli", "worker", "--help"],
-    [PYTHON, "-m", "streams.worker", "--help"],
-    [PYTHON, "-m", "suppressor.cli", "topics", "--help"],
-    [PYTHON, "-m", "suppressor.cli", "replay", "--help"],
+    [PYTHON, "-m", "suppressor.entrypoints.cli", "worker", "--help"],
+    [PYTHON, "-m", "suppressor.entrypoints.worker", "--help"],
+    [PYTHON, "-m", "suppressor.entrypoints.cli", "topics", "--help"],
+    [PYTHON, "-m", "suppressor.entrypoints.cli", "replay", "--help"],
 ]
 
 
@@ -349,9 +350,9 @@ def test_settings_errors_never_show_the_password(
         **bad,
     }
     for command in (
-        [PYTHON, "-m", "streams.worker"],
-        [PYTHON, "-m", "suppressor.cli", "worker"],
-        [PYTHON, "-m", "suppressor.cli", "worker", "--sasl-password", password],
+        [PYTHON, "-m", "suppressor.entrypoints.worker"],
+        [PYTHON, "-m", "suppressor.entrypoints.cli", "worker"],
+        [PYTHON, "-m", "suppressor.entrypoints.cli", "worker", "--sasl-password", password],
     ):
         done = subprocess.run(
             command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60

@@ -1,7 +1,7 @@
 """The worker on a real broker: the same actions as replay, bad input, erasure, hybrid clock.
 
 Each test has its own topics, app id (consumer group), data dir and web port, and
-runs ``python -m streams.worker`` as a subprocess. Expected actions come from
+runs ``python -m suppressor.entrypoints.worker`` as a subprocess. Expected actions come from
 ``suppressor replay`` on the same files, ``--until`` past the last deadline; the
 worker gets there by one sentinel consent per partition at the same time (see
 ``Deployment.feed_sentinels``), under ``clock = "event"`` so both are pure event time.
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from schemas.timefmt import format_ms
-from streams.feed import producer, route_by_type
+from suppressor.adapters.feed import producer, route_by_type
+from suppressor.wire.timefmt import format_ms
 from tests.integration.worker_helpers import (
     PYTHON,
     REPO,
@@ -165,7 +165,7 @@ def test_catch_up_on_rees46_backlog_not_keyed_by_user(
     a third of it is keyed by event id instead of user id (repartitioned by the worker)."""
     converted = tmp_path / "rees46"
     subprocess.run(
-        [PYTHON, "-m", "suppressor.datasets.rees46", "--out", str(converted)],
+        [PYTHON, "-m", "suppressor.core.datasets.rees46", "--out", str(converted)],
         cwd=REPO,
         check=True,
         capture_output=True,
@@ -465,7 +465,8 @@ def test_events_fed_while_a_restarted_worker_recovers_are_processed(
 
 
 # Marked as a known failure until 2026-11-22: the last 5 actions were missing in 2 of 5 runs.
-# Not seen again since the seek fixes in streams.faust_fixes (records handed on during
+# Not seen again since the seek fixes in suppressor.adapters.faust_internals.consumer (records
+# handed on during
 # Faust's seek were processed out of order, queued records dropped at the resume): 13 of 13
 # runs passed, 2 or 3 at once on the 2 cores, 6 of them with a busy loop for part or all of it.
 def test_second_worker_joins_mid_stream(deployment: Deployment, catalog: Path) -> None:

@@ -9,9 +9,9 @@ import argparse
 
 import pytest
 
-from streams.clock import NO_TIME, PartitionClock
-from suppressor.errors import ConfigError
-from suppressor.settings import add_settings_arguments, settings_from_args
+from suppressor.adapters.settings import add_settings_arguments, settings_from_args
+from suppressor.core.clock import NO_TIME, PartitionClock
+from suppressor.core.errors import ConfigError
 
 IDLE_MS = 30_000
 TOPICS = ("browse", "cart")

@@ -18,10 +18,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from streams.admin import ensure_topics
-from streams.feed import Record, feed_catalog, feed_events, read_topic
-from streams.topology import Topology
-from suppressor.settings import Settings, settings_from_values
+from suppressor.adapters.admin import ensure_topics
+from suppressor.adapters.feed import Record, feed_catalog, feed_events, read_topic
+from suppressor.adapters.settings import Settings, settings_from_values
+from suppressor.adapters.topology import Topology
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -143,10 +143,15 @@ def free_port() -> int:
 
 
 class WorkerProcess:
-    """``python -m streams.worker`` with the deployment's settings, its own data dir and port."""
+    """``python -m suppressor.entrypoints.worker`` with the deployment's settings, its own data
+    dir and port."""
 
     def __init__(
-        self, deployment: Deployment, name: str, module: str = "streams.worker", **env: str
+        self,
+        deployment: Deployment,
+        name: str,
+        module: str = "suppressor.entrypoints.worker",
+        **env: str,
     ) -> None:
         self.deployment = deployment
         self.name = name
@@ -239,7 +244,7 @@ def replay_actions(
     command = [
         PYTHON,
         "-m",
-        "suppressor.cli",
+        "suppressor.entrypoints.cli",
         "replay",
         str(events),
         "--catalog",

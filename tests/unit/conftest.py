@@ -13,11 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from suppressor.domain.catalog import Catalog, Item
-from suppressor.domain.engine import Engine, Output
-from suppressor.domain.model import Action, Conversion, Decision, Event
-from suppressor.domain.policy import Policy, policy_from_mapping
-from suppressor.domain.processor import DictStore, Processor
+from suppressor.core.catalog import Catalog, Item
+from suppressor.core.engine import Engine, Output
+from suppressor.core.model import Action, Conversion, Decision, Event
+from suppressor.core.policy import Policy, policy_from_mapping
+from suppressor.core.processor import DictStore, Processor
 
 BASE_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 MINUTE = 60_000
@@ -38,7 +38,7 @@ def at(minutes: float) -> int:
 
 def iso(minutes: float) -> str:
     """The RFC 3339 form of at(minutes), as the wire and the outputs write it."""
-    from schemas.timefmt import format_ms
+    from suppressor.wire.timefmt import format_ms
 
     return format_ms(at(minutes))
 
@@ -290,6 +290,6 @@ def catalog_jsonl(items: Iterable[Item]) -> str:
 
 
 def _format(ms: int) -> str:
-    from schemas.timefmt import format_ms
+    from suppressor.wire.timefmt import format_ms
 
     return format_ms(ms)

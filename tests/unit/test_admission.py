@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from suppressor.domain.policy import Policy
-from suppressor.replay.run import CollectingSink, replay
+from suppressor.core.policy import Policy
+from suppressor.core.replay.run import CollectingSink, replay
 from tests.unit.conftest import HOUR, add, at, browse, jsonl, numbered, shop
 
 

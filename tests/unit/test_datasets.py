@@ -1,4 +1,4 @@
-"""The REES46 converter and the synthetic generator (suppressor.datasets)."""
+"""The REES46 converter and the synthetic generator (suppressor.core.datasets)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from schemas.catalog import CatalogItem
-from schemas.events import Browse, Cart, Event, Purchase, parse_event
-from schemas.outputs import DeadLetter, SourcePosition
-from schemas.timefmt import parse_to_ms
-from suppressor.datasets import rees46, synthetic
+from suppressor.core.datasets import rees46, synthetic
+from suppressor.wire.catalog import CatalogItem
+from suppressor.wire.events import Browse, Cart, Event, Purchase, parse_event
+from suppressor.wire.outputs import DeadLetter, SourcePosition
+from suppressor.wire.timefmt import parse_to_ms
 
 DATA = rees46.default_data_dir()
 MULTI = DATA / "multi-category-2019-10-01.csv"

@@ -36,9 +36,9 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from suppressor.domain.policy import load_policy
-from suppressor.metrics import Metrics
-from suppressor.settings import OPTIONS
+from suppressor.adapters.metrics import Metrics
+from suppressor.adapters.settings import OPTIONS
+from suppressor.core.policy import load_policy
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

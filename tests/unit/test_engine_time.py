@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from suppressor.codec import state_to_bytes
-from suppressor.domain.engine import Engine
-from suppressor.domain.model import UserState
-from suppressor.domain.policy import Policy
-from suppressor.domain.processor import DictStore, Processor
+from suppressor.core.codec import state_to_bytes
+from suppressor.core.engine import Engine
+from suppressor.core.model import UserState
+from suppressor.core.policy import Policy
+from suppressor.core.processor import DictStore, Processor
 from tests.unit.conftest import (
     MINUTE,
     MS,

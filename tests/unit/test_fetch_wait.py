@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.app import FETCH_BYTES_PER_PARTITION, build_app, fetch_hold
-from streams.faust_fixes import Consumer
-from suppressor.errors import ConfigError
-from suppressor.settings import Settings, settings_from_values
+from suppressor.adapters.app import FETCH_BYTES_PER_PARTITION, build_app, fetch_hold
+from suppressor.adapters.faust_internals.consumer import Consumer
+from suppressor.adapters.settings import Settings, settings_from_values
+from suppressor.core.errors import ConfigError
 
 
 def test_zero_keeps_fausts_fetches_and_a_wait_holds_them() -> None:

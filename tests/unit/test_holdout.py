@@ -8,11 +8,11 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from suppressor.codec import conversion_record, state_from_bytes, state_to_bytes
-from suppressor.domain.split import HoldoutSplit
-from suppressor.domain.stats import lift, wilson
-from suppressor.replay.report import lifts, print_report
-from suppressor.tally import Tally
+from suppressor.core.codec import conversion_record, state_from_bytes, state_to_bytes
+from suppressor.core.holdout import HoldoutSplit
+from suppressor.core.replay.report import lifts, print_report
+from suppressor.core.stats import lift, wilson
+from suppressor.core.tally import Tally
 from tests.unit.conftest import (
     DAY,
     MINUTE,

@@ -8,12 +8,12 @@ import logging.config
 import sys
 from pathlib import Path
 
-from suppressor.logs import JsonFormatter, logging_config
+from suppressor.adapters.logs import JsonFormatter, logging_config
 
 
 def test_a_log_line_is_json_with_the_worker_and_the_position() -> None:
-    record = logging.LogRecord("streams.pipeline", logging.WARNING, __file__, 1, "refused: %s",
-                               ("not_json",), None)  # fmt: skip
+    record = logging.LogRecord("suppressor.adapters.pipeline", logging.WARNING, __file__, 1,
+                               "refused: %s", ("not_json",), None)  # fmt: skip
     record.topic, record.partition, record.offset, record.code = "events.cart", 3, 42, "not_json"
     entry = json.loads(JsonFormatter("app@host:1").format(record))
     assert entry["level"] == "warning" and entry["message"] == "refused: not_json"
@@ -65,7 +65,7 @@ def test_the_worker_config_passes_the_secrets_to_the_formatter() -> None:
 
 
 def test_redact_everywhere_reaches_records_whoever_formats_them() -> None:
-    from suppressor.logs import redact_everywhere
+    from suppressor.adapters.logs import redact_everywhere
 
     factory = logging.getLogRecordFactory()
     try:
@@ -87,9 +87,9 @@ def test_redact_everywhere_reaches_records_whoever_formats_them() -> None:
 def test_the_worker_logs_at_its_level_and_builds_no_debug_records(tmp_path: Path) -> None:
     """Faust's worker, at warning and above, sets the root logger to DEBUG for its
     terminal spinner: every debug record (one per record sent) would be built."""
-    from streams.app import build_app
-    from streams.worker import faust_worker
-    from suppressor.settings import Settings
+    from suppressor.adapters.app import build_app
+    from suppressor.adapters.settings import Settings
+    from suppressor.entrypoints.worker import faust_worker
 
     root = logging.getLogger()
     saved = root.level, list(root.handlers)

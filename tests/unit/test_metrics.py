@@ -1,4 +1,4 @@
-"""suppressor.metrics: the worker's Prometheus metrics agree with replay's Tally, and
+"""suppressor.adapters.metrics: the worker's Prometheus metrics agree with replay's Tally, and
 no label ever carries a user id, an item id or free text."""
 
 from __future__ import annotations
@@ -14,13 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas.events import EVENT_TYPES, DeadLetter, parse_event
-from schemas.outputs import SourcePosition
-from schemas.timefmt import parse_to_ms
-from suppressor.codec import event_from_wire
-from suppressor.domain.engine import Output
-from suppressor.domain.policy import load_policy
-from suppressor.metrics import (
+from suppressor.adapters.metrics import (
     ACTION_KINDS,
     DLQ_CODES,
     EXCLUSION_REASONS,
@@ -34,9 +28,15 @@ from suppressor.metrics import (
     MetricsObserver,
     judge_health,
 )
-from suppressor.replay.files import load_catalog, numbered_lines
-from suppressor.replay.run import replay
-from suppressor.tally import Tally
+from suppressor.core.codec import event_from_wire
+from suppressor.core.engine import Output
+from suppressor.core.policy import load_policy
+from suppressor.core.replay.files import load_catalog, numbered_lines
+from suppressor.core.replay.run import replay
+from suppressor.core.tally import Tally
+from suppressor.wire.events import EVENT_TYPES, DeadLetter, parse_event
+from suppressor.wire.outputs import SourcePosition
+from suppressor.wire.timefmt import parse_to_ms
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -217,7 +217,7 @@ def test_values_outside_the_vocabularies_are_counted_as_other(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     metrics = new_metrics()
-    with caplog.at_level(logging.WARNING, logger="suppressor.metrics"):
+    with caplog.at_level(logging.WARNING, logger="suppressor.adapters.metrics"):
         metrics.observe_dead_letter("user-42 sent garbage")
         metrics.observe_dead_letter("user-42 sent garbage")
         metrics.observe_event("teleport", 0)
@@ -467,9 +467,9 @@ def test_treated_and_holdout_actions_and_conversions_are_counted_for_the_lift() 
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    from suppressor.domain.policy import load_policy
-    from suppressor.replay.files import load_catalog, numbered_lines
-    from suppressor.replay.run import CollectingSink, replay
+    from suppressor.core.policy import load_policy
+    from suppressor.core.replay.files import load_catalog, numbered_lines
+    from suppressor.core.replay.run import CollectingSink, replay
 
     repo = Path(__file__).resolve().parents[2]
     catalog, _ = load_catalog(str(repo / "examples" / "catalog.jsonl"))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from suppressor.domain.policy import Policy, load_policy, parse_duration, policy_from_mapping
-from suppressor.errors import ConfigError, InputFileError
+from suppressor.core.errors import ConfigError, InputFileError
+from suppressor.core.policy import Policy, load_policy, parse_duration, policy_from_mapping
 from tests.unit.conftest import DAY, HOUR, MINUTE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,7 +173,7 @@ def test_policy_version_changes_when_a_setting_changes(change: dict) -> None:
 
 
 def test_policy_version_is_the_same_in_another_process() -> None:
-    code = "from suppressor.domain.policy import Policy; print(Policy().version)"
+    code = "from suppressor.core.policy import Policy; print(Policy().version)"
     other = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )

@@ -20,14 +20,14 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from schemas import outputs
-from suppressor.codec import action_record
-from suppressor.domain.engine import Engine, Output
-from suppressor.domain.model import Action, Event, UserState
-from suppressor.domain.policy import Policy
-from suppressor.domain.processor import DictStore, Processor
-from suppressor.domain.rules import WEEK_MS
-from suppressor.replay.run import FileSink, replay
+from suppressor.core.codec import action_record
+from suppressor.core.engine import Engine, Output
+from suppressor.core.model import Action, Event, UserState
+from suppressor.core.policy import Policy
+from suppressor.core.processor import DictStore, Processor
+from suppressor.core.replay.run import FileSink, replay
+from suppressor.core.rules import WEEK_MS
+from suppressor.wire import outputs
 from tests.unit.conftest import (
     BASE_MS,
     DAY,

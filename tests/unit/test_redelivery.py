@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rocksdict import Rdict
 
-from streams.clock import PartitionClock
-from streams.partition import PartitionRuntime
-from streams.state import DeferredWrites, PartitionKV, RocksTable
-from suppressor.domain.engine import Engine
-from suppressor.domain.model import Event
+from suppressor.adapters.partition import PartitionRuntime
+from suppressor.adapters.state import DeferredWrites, PartitionKV, RocksTable
+from suppressor.core.clock import PartitionClock
+from suppressor.core.engine import Engine
+from suppressor.core.model import Event
 from tests.unit.conftest import add, browse, forget, policy, purchase, remove, shop
 
 TOPIC = "events"

@@ -10,9 +10,9 @@ from typing import get_args
 
 import pytest
 
-from schemas import outputs
-from schemas.timefmt import parse_rfc3339
-from suppressor.cli import main
+from suppressor.entrypoints.cli import main
+from suppressor.wire import outputs
+from suppressor.wire.timefmt import parse_rfc3339
 from tests.unit.conftest import (
     add,
     browse,

@@ -11,13 +11,13 @@ from typing import get_args
 
 import pytest
 
-from schemas import outputs
-from suppressor.codec import action_record, decision_record, state_from_bytes, state_to_bytes
-from suppressor.domain import rules
-from suppressor.domain.engine import Engine
-from suppressor.domain.model import Basket, Decision, Event, Sent, UserState
-from suppressor.domain.policy import Policy
-from suppressor.domain.processor import DictStore, Processor
+from suppressor.core import rules
+from suppressor.core.codec import action_record, decision_record, state_from_bytes, state_to_bytes
+from suppressor.core.engine import Engine
+from suppressor.core.model import Basket, Decision, Event, Sent, UserState
+from suppressor.core.policy import Policy
+from suppressor.core.processor import DictStore, Processor
+from suppressor.wire import outputs
 from tests.unit.conftest import (
     add,
     at,
@@ -765,7 +765,7 @@ def test_action_and_decision_records_validate_against_the_output_schemas() -> No
 
 
 def test_the_rule_lists_own_exactly_the_reason_codes_of_the_contract() -> None:
-    """Every code in schemas.outputs.ReasonCode belongs to a named rule, and back."""
+    """Every code in suppressor.wire.outputs.ReasonCode belongs to a named rule, and back."""
     named = {
         reason
         for table in (

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from schemas import events as wire_events
-from schemas.events import MAX_EVENT_BYTES, parse_event
-from schemas.jsonschema import JSON_DIR, render_all
-from schemas.outputs import MAX_ORIGINAL_BYTES, DeadLetter, SourcePosition
-from schemas.timefmt import format_ms, parse_to_ms
-from suppressor.codec import event_from_wire
-from suppressor.domain.policy import Policy
-from suppressor.replay.run import FileSink, replay
+from suppressor.core.codec import event_from_wire
+from suppressor.core.policy import Policy
+from suppressor.core.replay.run import FileSink, replay
+from suppressor.wire import events as wire_events
+from suppressor.wire.events import MAX_EVENT_BYTES, parse_event
+from suppressor.wire.jsonschema import JSON_DIR, render_all
+from suppressor.wire.outputs import MAX_ORIGINAL_BYTES, DeadLetter, SourcePosition
+from suppressor.wire.timefmt import format_ms, parse_to_ms
 from tests.unit.conftest import BASE_MS, numbered, shop
 
 REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -239,7 +239,7 @@ def test_the_committed_json_schemas_match_the_models() -> None:
     stale = sorted(
         name for name in rendered.keys() | on_disk.keys() if rendered.get(name) != on_disk.get(name)
     )
-    assert not stale, f"schemas/json is stale ({', '.join(stale)}): run `suppressor schemas`"
+    assert not stale, f"the JSON Schemas are stale ({', '.join(stale)}): run `suppressor schemas`"
 
 
 def test_the_json_schemas_describe_the_contract() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from suppressor.errors import ConfigError
-from suppressor.settings import settings_from_values
+from suppressor.adapters.settings import settings_from_values
+from suppressor.core.errors import ConfigError
 
 SASL = {"security_protocol": "SASL_SSL", "sasl_username": "u", "sasl_password": "hunter2"}
 
@@ -47,7 +47,7 @@ def test_sasl_plain_is_refused_without_tls() -> None:
 
 
 def test_retention_and_compaction_lag_reach_the_topics() -> None:
-    from streams.topology import Topology
+    from suppressor.adapters.topology import Topology
 
     settings = settings_from_values(
         {"dlq_retention": "3d", "decisions_retention": "10d", "changelog_compaction_lag": "2d"},

@@ -8,17 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from suppressor.codec import (
+from suppressor.core.codec import (
     UnreadableState,
     decode_state,
     state_to_bytes,
     worst_case_state_bytes,
 )
-from suppressor.domain.engine import ADDS_KEPT_PER_LINE, Engine
-from suppressor.domain.model import Basket, Event, Sent, UserState, Watch, held_size
-from suppressor.domain.policy import Policy
-from suppressor.domain.processor import DictStore, Processor, StateTooLarge
-from suppressor.errors import ConfigError
+from suppressor.core.engine import ADDS_KEPT_PER_LINE, Engine
+from suppressor.core.errors import ConfigError
+from suppressor.core.model import Basket, Event, Sent, UserState, Watch, held_size
+from suppressor.core.policy import Policy
+from suppressor.core.processor import DictStore, Processor, StateTooLarge
 from tests.unit.conftest import (
     DAY,
     add,
@@ -321,7 +321,7 @@ def test_the_worst_case_bounds_a_state_at_every_limit(text: str) -> None:
 
 
 def test_the_default_limits_fit_well_under_the_changelogs_record_size() -> None:
-    from streams.topology import CHANGELOG_MAX_MESSAGE_BYTES
+    from suppressor.adapters.topology import CHANGELOG_MAX_MESSAGE_BYTES
 
     assert worst_case_state_bytes(Policy(), 8 * 6) < CHANGELOG_MAX_MESSAGE_BYTES / 3
 
@@ -329,7 +329,7 @@ def test_the_default_limits_fit_well_under_the_changelogs_record_size() -> None:
 def test_replay_dead_letters_the_event_a_bug_hits_and_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from suppressor.replay.run import CollectingSink, replay
+    from suppressor.core.replay.run import CollectingSink, replay
     from tests.unit.conftest import jsonl, numbered
 
     apply = Engine._apply

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.app import CLOCK_MEMORY, build_app
-from streams.state import RocksTable
-from streams.topology import CLOCK_TABLE, USERS_TABLE
-from suppressor.settings import Settings
+from suppressor.adapters.app import CLOCK_MEMORY, build_app
+from suppressor.adapters.settings import Settings
+from suppressor.adapters.state import RocksTable
+from suppressor.adapters.topology import CLOCK_TABLE, USERS_TABLE
 
 MIB = 2**20
 

@@ -1,1 +1,0 @@
-"""Kafka wiring: topic administration and the streaming shell around the decision engine."""

@@ -1,0 +1,384 @@
+"""Workarounds for faust-streaming 0.15.3's exactly-once mode, in one place.
+
+The others live where they act: ``suppressor.adapters.sender`` (a send joins the
+transaction of its *source* record, not of its destination partition),
+``suppressor.adapters.state`` (changelog writes awaited in the record's transaction, dirty
+local state wiped, no persisted changelog offsets), ``suppressor.adapters.catalog_reader`` (a plain
+consumer instead of a GlobalTable) and ``Pipeline._first_delivery`` (a record
+delivered twice after an assignment is processed once).
+
+Ended transactions. To wait for streams to finish, at every rebalance and at a
+graceful stop, Faust commits each partition's transaction *without beginning
+the next one*, and begins them again only once the new assignment arrives. Its
+periodic commit can run in between, or a record still being processed can ack,
+and the commit then fails with ``IllegalOperation('Not in the middle of a
+transaction')``: the consumer crashes and a graceful stop exits with status 1.
+Here a commit (and every send, see ``SourceSender``) first begins the
+transaction of its transactional id when none is open; an empty transaction
+costs nothing on the broker.
+
+Commits between a record's sends and its ack. Faust commits from a timer task
+while the agent runs, and acks a record only when the agent asks for the next
+one; a commit that runs while a record is half-way (its sends in the open
+transaction, its offset not yet acked) commits the outputs without the input
+offset, and the record is processed again after a rebalance or a crash: a
+duplicate. Here the agent holds ``Consumer.record_boundary`` from a record's
+first read to its ack (manual acks), and every commit takes the same lock, so a
+transaction always ends on a record boundary. ``Consumer.before_commit`` runs
+inside that lock, just before the offsets are committed: the place to write
+state that belongs with the committed offsets (the stream clocks).
+
+Acks forgotten before the rebalance commit. On a rebalance Faust's consumer
+drops its bookkeeping of acked offsets for the revoked partitions (with the
+eager protocol: all of them) *before* the app waits for the streams and commits,
+so that commit finds nothing to commit; every record since the last periodic
+commit is read and processed again, its outputs already in the open
+transaction: duplicates, even with exactly_once and no crash. Here the app's
+handler runs first and the bookkeeping is dropped afterwards.
+
+Recovery that reads nothing. Under exactly_once Faust takes a changelog's
+highwater from the consumer's *cached* last stable offset, which is unknown
+(-1) for a partition this consumer has not fetched from yet - a partition just
+taken over in a rebalance. Recovery then believes the changelog empty, skips
+it, and the worker carries on with that partition's users missing. Here the
+highwaters are asked of the broker (ListOffsets, read_committed: the last
+stable offset).
+
+Records fetched before a seek. After recovery Faust seeks every partition to
+its committed offset, but its fetch loop goes on handing on the batch it had
+fetched before (or while) the seek ran, and records the offsets it hands on:
+the re-fetched records then look already read and are dropped, or the jump
+from the committed offset to the stale batch counts as a gap that is marked
+acked and committed. Records were lost after a restart (in about 3 kill -9
+runs of 5 here). Faust's seek is not atomic either (aiokafka asks the broker for
+one partition's committed offset at a time and seeks it at once), so no moment
+on the event loop separates records fetched before it from those fetched after;
+telling them apart by timing lost good records twice (a restarted worker never
+read some inputs again). Here, after Faust's seek, every stream partition is
+sought to its committed offset once more in one step *in the consumer thread*,
+which counts the step (the epoch); the thread also stamps every batch it
+fetches with the epoch of the moment it fetched it, and fetches and seeks run
+there one at a time. From the start of Faust's seek until ours is done, no stream
+record is handed on, and after it only those of batches fetched after it (the
+seek moved the partitions back: the others come again); handing on records
+fetched in between let the agent process some out of order, and the seek then
+made the skipped ones look processed (931 actions changed in one kill -9 run).
+Records handed on before are marked stale (the stream skips a record of
+another generation), and the fetch loop's bookkeeping of them is ignored.
+
+Queued records dropped when the flow resumes. The agent's queue is one that
+``app.flow_control.resume()`` empties, and Faust resumes it just *after* the seek
+that ends recovery, while the fetch loop (running since recovery began) has
+already handed on records read from the committed offsets: those records were
+dropped, and the fetch loop's "read up to here" lay past them, so they were never
+read again; the first processed record after the hole then left a gap that no
+ack fills, so the partition's offset never moved and, under exactly_once, its
+transaction never committed (a worker restarted while traffic arrived emitted
+nothing). Here resuming the flow keeps the queue: what came before the seek is
+marked stale (above) and skipped, what came after it is processed, in order.
+The explicit clear at the start of a rebalance is kept. And a skipped record of
+another generation (stale ones included) is not counted as acked, as Faust's
+stream does: it is read again from the committed offset, and its ack could
+otherwise let a commit pass it before its new copy is processed.
+
+Commits one partition after another. Faust commits each partition's
+transaction in turn while the agent waits (record boundary); here they run
+side by side.
+
+What is still to come (not Faust's, the clock's: ``Consumer.has_backlog``). An
+input partition with records still to come is never idle (suppressor.core.clock); that
+includes the records of a batch Faust has taken from aiokafka and not yet handed
+on, which aiokafka's position is already past.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from aiokafka.producer.transaction_manager import TransactionState
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
+from faust.types import TP, Message
+from faust.types.transports import TPorTopicSet
+from mode.utils.queues import FlowControlEvent
+
+log = logging.getLogger(__name__)
+
+
+class Producer(AIOKafkaProducer):
+    async def ensure_transaction(self, transactional_id: str) -> None:
+        """Begin the transaction of ``transactional_id`` if its producer has none open."""
+        producer = self._transaction_producers.get(transactional_id)
+        if producer is None:
+            return
+        async with self._trn_locks[transactional_id]:
+            if producer._txn_manager.state == TransactionState.READY:
+                await producer.begin_transaction()
+
+    async def maybe_begin_transaction(self, transactional_id: str) -> None:
+        """At a rebalance Faust begins every kept partition's transaction, open or not
+        (and logs a warning for each open one): begin only those that are not."""
+        await self.ensure_transaction(transactional_id)
+        if transactional_id not in self._transaction_producers:
+            await super().maybe_begin_transaction(transactional_id)  # a new partition
+
+    async def commit_transactions(
+        self,
+        tid_to_offset_map: Mapping[str, Mapping[TP, int]],
+        group_id: str,
+        start_new_transaction: bool = True,
+    ) -> None:
+        """Faust's, with the partitions' transactions committed side by side rather than
+        one after the other: each is a few broker round trips, and the agent waits for
+        the whole commit (record boundary), so with N partitions it waited N times."""
+
+        async def commit(transactional_id: str, offsets: Mapping[TP, int]) -> None:
+            await self.ensure_transaction(transactional_id)
+            one = {transactional_id: offsets}
+            await super(Producer, self).commit_transactions(one, group_id, start_new_transaction)
+
+        await asyncio.gather(*(commit(tid, offsets) for tid, offsets in tid_to_offset_map.items()))
+
+
+class FlowControl(FlowControlEvent):
+    """``app.flow_control``, keeping the agents' queues when the flow resumes (see above);
+    ``clear()`` at the start of a rebalance still empties them."""
+
+    def resume(self) -> None:
+        self._suspend.clear()
+        self._resume.set()
+
+
+class _ReadOffsets(defaultdict[TP, int | None]):
+    """Faust's ``Consumer._read_offset``, refusing the one write that would undo a seek:
+    the fetch loop's "read up to here" for a record it took before the seek."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        super().__init__(lambda: None)
+        self._consumer = consumer
+
+    def __setitem__(self, tp: TP, offset: int | None) -> None:
+        if not self._consumer._is_stale(tp, offset):
+            super().__setitem__(tp, offset)
+
+    def reset(self, tp: TP, offset: int | None) -> None:
+        """After a seek of ours: whatever the fetch loop recorded before."""
+        super().__setitem__(tp, offset)
+
+
+RECENT = 50_000
+"""At most this many records handed on and not yet acked are remembered (more than the
+agent's buffer and a fetch hold); acked ones are forgotten as they come."""
+
+STALE = -1
+"""Generation id given to a record fetched before a seek: Faust's streams skip it."""
+
+
+class Consumer(AIOKafkaConsumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.record_boundary = asyncio.Lock()
+        self.before_commit: Callable[[], Awaitable[None]] | None = None
+        self._epoch = 0  # seeks of ours done, counted in the consumer thread as it seeks
+        self._wanted = 0  # the epoch a record must be fetched in to be handed on
+        self._fetched_epoch = 0  # the epoch when the thread last fetched a batch
+        self._in_flight: tuple[TP, int, int] | None = None  # (tp, offset, epoch) yielded last
+        self._since_seek: deque[Message] = deque(maxlen=RECENT)  # handed on, not acked yet
+        self._taken: dict[TP, int] = {}  # last offset per tp in the batches taken since the seek
+        self._reads = _ReadOffsets(self)
+        self._read_offset = self._reads
+        self.fetch_hold: tuple[int, int] | None = None
+        """(fetch_min_bytes, fetch_max_wait_ms) for the worker's aiokafka consumer; None:
+        Faust's (1 byte, 1,500 ms: the broker answers at the first record)."""
+
+    def _new_consumer_thread(self) -> Any:
+        """Faust's thread, stamping each fetched batch with the seek epoch it was fetched
+        in: the stamp is taken in the thread, where fetches and seeks run one at a time."""
+        thread = super()._new_consumer_thread()
+        fetch = thread._fetch_records
+
+        async def fetch_stamped(*args: Any, **kwargs: Any) -> Any:
+            records = await fetch(*args, **kwargs)
+            self._fetched_epoch = self._epoch
+            return records
+
+        thread._fetch_records = fetch_stamped  # type: ignore[method-assign]
+        create = thread._create_worker_consumer
+
+        def create_holding(*args: Any, **kwargs: Any) -> Any:
+            consumer = create(*args, **kwargs)
+            if self.fetch_hold is not None:  # read by consumer.start(); Faust passes neither
+                min_bytes, max_wait_ms = self.fetch_hold
+                consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = min_bytes, max_wait_ms
+                log.info("fetches held up to %d ms for %d bytes", max_wait_ms, min_bytes)
+            return consumer
+
+        thread._create_worker_consumer = create_holding  # type: ignore[method-assign]
+        return thread
+
+    async def _wait_next_records(
+        self, timeout: float
+    ) -> tuple[Mapping[TP, list[Any]] | None, set[TP] | None]:
+        """Faust's, noting each stream partition's last offset in the batch it takes from
+        aiokafka (see ``has_backlog``): from here on aiokafka's position is past the whole
+        batch, though the records are handed on to the agent one by one, for seconds
+        when a batch is large."""
+        records, active = await super()._wait_next_records(timeout)
+        if records and self._fetched_epoch >= self._wanted:  # a stale batch is not handed on
+            taken = self._taken
+            for tp, batch in records.items():
+                if batch and not tp.topic.endswith("-changelog"):
+                    taken[tp] = batch[-1].offset
+        return records, active
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """Faust's, without the stream records of a batch fetched before the seek under
+        way or done last (that seek moves or moved their partitions back: they come
+        again), and remembering the records handed on, to be marked stale at the next."""
+        epoch: int | None = None
+        since = self._since_seek
+        async for tp, message in super().getmany(timeout):
+            if epoch is None:
+                epoch = self._fetched_epoch  # this batch's: no other fetch runs meanwhile
+            changelog = tp.topic.endswith("-changelog")
+            if not changelog and epoch < self._wanted:
+                self._in_flight = None
+                continue
+            self._in_flight = (tp, message.offset, epoch)
+            if not changelog:
+                while since and since[0].acked:
+                    since.popleft()  # processed: nothing to mark any more
+                since.append(message)
+            yield tp, message
+
+    def ack(self, message: Message) -> bool:
+        """Faust's, except for a record of another generation (a stale one included):
+        the stream skips it and acks it, but it is read again from the committed offset,
+        and counting this ack could let a commit pass it before its new copy is done."""
+        if message.generation_id != self.app.consumer_generation_id:
+            message.acked = True
+            return False
+        return bool(super().ack(message))
+
+    def _is_stale(self, tp: TP, offset: int | None) -> bool:
+        flight = self._in_flight
+        return flight is not None and flight[2] < self._wanted and flight[:2] == (tp, offset)
+
+    async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets, then ours (see above). Every record handed
+        on before ours is stale: those still on their way to the agent are marked so that
+        the stream skips them, and the fetch loop's bookkeeping of them is ignored."""
+        self._wanted = self._epoch + 1  # nothing is handed on until our seek is done
+        self._mark_stale()
+        await super().perform_seek()
+        await self._seek_again({tp for tp in self.assignment() if not self._is_changelog_tp(tp)})
+
+    def _mark_stale(self) -> None:
+        """Mark every record handed on so far: from here until our seek is done nothing
+        more is handed on, and after it only records fetched after it."""
+        for message in self._since_seek:
+            message.generation_id = STALE
+        self._since_seek.clear()
+        self._taken.clear()
+
+    async def _seek_again(self, partitions: set[TP]) -> None:
+        """Every stream partition back to the committed offset (as Faust's seek left it),
+        in one step in the consumer thread, which also moves the epoch on and the fetch
+        loop's "read up to" back: the records marked stale, and those fetched while Faust's
+        seek ran and not handed on, may lie before aiokafka's position."""
+        thread = self._thread
+        client = thread._ensure_consumer()
+        committed = {tp: self._committed_offset.get(tp) for tp in partitions}
+
+        async def seek() -> None:
+            fresh = [tp for tp, offset in committed.items() if offset is None]
+            starts = await client.beginning_offsets(fresh) if fresh else {}
+            still = client._subscription.assigned_partitions()
+            for tp, offset in committed.items():  # no await from here on: one step
+                target = offset if offset is not None else starts.get(tp)
+                if target is not None and tp in still:
+                    client.seek(tp, target)
+                self._reads.reset(tp, offset)
+            self._epoch += 1
+
+        await thread.call_thread(seek)
+        self.log.info("sought %d partitions to their committed offsets again", len(partitions))
+
+    def has_backlog(self, tp: TP, processed: int | None) -> bool:
+        """Whether records of ``tp`` are still to come without waiting for new ones: not
+        yet fetched from Kafka (fetch position behind the partition's end, the last stable
+        offset under exactly_once), or fetched and on their way to the agent (in a batch
+        taken from aiokafka, after ``processed``, the offset the agent last processed).
+        Unknown counts as a backlog, except for a partition this consumer no longer has.
+
+        The batch counts from when it is taken, not as its records are handed on: a batch
+        can hold thousands of records of one partition (Kafka returns a producer's whole
+        record batch, up to 1 MB from librdkafka, whatever the fetch size) and aiokafka's
+        position is past all of them at once. Counting handed-on records only, such a
+        partition looked caught up while most of its records still waited in the batch,
+        was left out of stream time as idle, and those records then came late (the fault
+        suite's burst scenario: 400 to 2,000 late events and up to 104 actions unlike
+        replay's, in 4 runs of 10)."""
+        taken = self._taken.get(tp)
+        if taken is not None and (processed is None or taken > processed):
+            return True
+        try:
+            client = self._thread._ensure_consumer()
+            state = client._subscription.subscription.assignment.state_value(tp)
+        except Exception:
+            return False  # not assigned (any more)
+        if state is None:
+            return False
+        end = state.lso if self.in_transaction else state.highwater
+        if end is None or end < 0 or not state.has_valid_position:
+            return True
+        return bool(state.position < end)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Faust's, with the app's handler (wait for streams, commit) first."""
+        await self._on_partitions_revoked(revoked)
+        if self._active_partitions is not None:
+            self._active_partitions.difference_update(revoked)
+        self._paused_partitions.difference_update(revoked)
+        for tp in revoked:
+            self._taken.pop(tp, None)
+            self._gap.pop(tp, None)
+            self._acked.pop(tp, None)
+            self._acked_index.pop(tp, None)
+            self._read_offset.pop(tp, None)
+            self._committed_offset.pop(tp, None)
+
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        thread = self._thread
+        end_offsets = thread._ensure_consumer().end_offsets
+        result: Mapping[TP, int] = await thread.call_thread(end_offsets, partitions)
+        return result
+
+    async def force_commit(
+        self, topics: TPorTopicSet | None = None, start_new_transaction: bool = True
+    ) -> bool:
+        async with self.record_boundary:
+            if self.before_commit is not None:
+                await self.before_commit()
+            return await super().force_commit(topics, start_new_transaction=start_new_transaction)
+
+
+def new_producer(app: Any) -> Producer:
+    """What ``App._new_producer`` returns, with the fixed class."""
+    return Producer(app.transport, loop=app.loop, beacon=app.beacon)
+
+
+def new_consumer(app: Any) -> Consumer:
+    """What ``App._new_consumer`` returns, with the fixed class."""
+    return Consumer(
+        app.transport,
+        callback=app.topics.on_message,
+        on_partitions_revoked=app._on_partitions_revoked,
+        on_partitions_assigned=app._on_partitions_assigned,
+        beacon=app.beacon,
+        loop=app.transport.loop,
+    )

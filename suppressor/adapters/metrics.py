@@ -1,0 +1,882 @@
+"""Prometheus metrics of a worker, on a registry of their own, served at ``/metrics``.
+
+Counting lives in the shell around the engine, never inside it: the worker calls
+``Metrics`` with what the engine returned (an ``Output``), with the events it read,
+and with the dead letters it wrote. The counters match ``suppressor.core.tally.Tally``
+one for one, so a replay's summary line and the worker's metrics agree on the
+same input (tests/unit/test_metrics.py checks it).
+
+Privacy (SPEC section 8): no label ever holds a user id, an item id or free text.
+Every label value comes from a fixed vocabulary (event types, action kinds,
+triggers, reason codes, dead-letter codes, transaction operations), or is a
+partition number or a configured topic name; anything else is counted as
+``other`` and logged once.
+
+Besides the counters, ``bind_app`` adds, on the same registry:
+
+- faust's own sensor metrics (``faust.sensors.prometheus``), prefixed
+  ``suppressor_faust_`` - messages in, events, commit latency, send latency,
+  rebalances, table operations - registered once;
+- values read from the app at scrape time: assigned partitions, consumer lag per
+  topic partition, table recovery in progress and its remaining changelog records;
+- ``suppressor_transaction_errors_total``, fed by faust's send-error sensor hook
+  and by the warnings faust logs (and otherwise swallows) when a Kafka
+  transaction cannot begin, commit or abort, or when its producer is fenced.
+
+``health`` answers the worker's ``/health`` (readiness: assigned, recovered,
+processing) and ``/health/live`` (liveness: not stalled) pages.
+
+Wiring, in the worker (one ``Metrics`` per process, bound before the worker starts)::
+
+    metrics = Metrics()
+    app = build_app(settings, MetricsObserver(metrics), policy)
+    metrics.bind_app(app, topics=topology.data_topics)
+
+    async def metrics_page(web, request):            # app.page("/metrics")
+        return web.bytes(metrics.render(), headers={"Content-Type": metrics.content_type})
+
+    async def health_page(web, request):             # app.page("/health")
+        report = metrics.health()
+        return web.json(report.body(), status=report.http_status)
+
+    async def live_page(web, request):               # app.page("/health/live")
+        report = metrics.health()
+        return web.json(report.body(), status=report.live_http_status)
+
+and, on revoked partitions, ``metrics.forget_partitions(...)``; from a timer,
+``metrics.set_users(n)`` and ``metrics.set_open_baskets(n)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from suppressor.core import rules
+from suppressor.core.engine import Output
+from suppressor.wire.events import EVENT_TYPES
+from suppressor.wire.outputs import ActionKind, ReasonCode, Trigger
+
+if TYPE_CHECKING:
+    from suppressor.core.model import Event
+    from suppressor.wire.outputs import DeadLetter
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "suppressor"
+FAUST_PREFIX = "suppressor_faust"
+OTHER = "other"
+
+# --- the label vocabularies ------------------------------------------------------------
+
+ACTION_KINDS: tuple[str, ...] = get_args(ActionKind)
+TRIGGERS: tuple[str, ...] = get_args(Trigger)
+REASONS: tuple[str, ...] = get_args(ReasonCode)
+
+
+# What each trigger can be suppressed for (SPEC section 4). Every pair starts at 0 so
+# that rate() and the dashboard see a series before the first occurrence; a pair not
+# listed here is still counted when the engine produces it.
+def _codes(table: Iterable[tuple[str, Any]]) -> tuple[str, ...]:
+    return tuple(reason for reason, _ in table)
+
+
+SUPPRESSION_REASONS: Mapping[str, tuple[str, ...]] = {
+    "browse_nudge": ("browse_nudge",),
+    "product_ad": ("product_ad", *_codes(rules.PRODUCT_AD_REASONS)),
+    "similar_item": (*_codes(rules.SIMILAR_ITEM_GUARDS), "holdout"),
+    "basket_recovery": (*_codes(rules.BASKET_RECOVERY_GUARDS), "holdout"),
+}
+EXCLUSION_REASONS: tuple[str, ...] = tuple(
+    dict.fromkeys(("seed", *_codes(rules.CANDIDATE_EXCLUSIONS), *_codes(rules.BASKET_EXCLUSIONS)))
+)
+# DeadLetter.error_code values: suppressor.wire.events.parse_event (input events),
+# suppressor.core.replay.files and suppressor.adapters.catalog_reader (catalog records).
+DLQ_CODES: tuple[str, ...] = (
+    "too_large",
+    "not_utf8",
+    "not_json",
+    "not_object",
+    "missing_type",
+    "unknown_type",
+    "missing_field",
+    "bad_timestamp",
+    "invalid_field",
+    "future_timestamp",
+    "bad_catalog_item",
+    "invalid_catalog_item",
+    "key_mismatch",
+    "bad_internal_record",
+    "key_too_large",
+    "internal_error",
+    "state_too_large",
+)
+# Processing failures the worker went on after (suppressor.adapters.pipeline): code and stage.
+FAILURE_CODES: tuple[str, ...] = ("internal_error", "state_too_large")
+FAILURE_STAGES: tuple[str, ...] = ("record", "event", "deadline")
+# Kafka transaction / delivery failures (exactly-once); see TransactionErrorLog.
+TRANSACTION_OPERATIONS: tuple[str, ...] = (
+    "begin",  # a transaction could not begin
+    "commit",  # a transaction (outputs + changelogs + input offsets) could not commit
+    "abort",  # a transaction could not be aborted
+    "fenced",  # another producer with our transactional id took over (zombie fencing)
+    "send",  # a record could not be produced
+    "offset_commit",  # a consumer offset commit failed (at-least-once)
+)
+
+# --- buckets -----------------------------------------------------------------------------
+
+DECISION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+LAG_BUCKETS = (
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    21600.0,
+    86400.0,
+)
+
+
+def _checked(value: str, vocabulary: Iterable[str], what: str, warned: set[str]) -> str:
+    if value in vocabulary:
+        return value
+    key = f"{what}:{value[:40]}"
+    if key not in warned:
+        warned.add(key)
+        log.warning("metrics: %s %r is not in the fixed vocabulary; counted as %r",
+                    what, value[:40], OTHER)  # fmt: skip
+    return OTHER
+
+
+# --- health --------------------------------------------------------------------------------
+
+HealthStatus = Literal["ok", "starting", "rebalancing", "recovering", "stalled"]
+
+
+@dataclass(frozen=True)
+class Health:
+    """What ``/health`` says. Ready only when ``ok``; alive unless ``stalled``."""
+
+    status: HealthStatus
+    assigned_partitions: tuple[int, ...]
+    recovered: bool
+    processing: bool
+    seconds_since_progress: float | None
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def live(self) -> bool:
+        return self.status != "stalled"
+
+    @property
+    def http_status(self) -> int:
+        """For the readiness page ``/health``: 200 when ready, else 503."""
+        return 200 if self.ready else 503
+
+    @property
+    def live_http_status(self) -> int:
+        """For the liveness page ``/health/live``: 200 unless stalled, else 503."""
+        return 200 if self.live else 503
+
+    def body(self) -> dict[str, Any]:
+        since = self.seconds_since_progress
+        return {
+            "status": self.status,
+            "ready": self.ready,
+            "assigned": bool(self.assigned_partitions),
+            "assigned_partitions": list(self.assigned_partitions),
+            "recovered": self.recovered,
+            "processing": self.processing,
+            "seconds_since_progress": None if since is None else round(since, 3),
+        }
+
+
+def judge_health(
+    *,
+    started: bool,
+    rebalancing: bool,
+    recovering: bool,
+    assigned_partitions: Iterable[int],
+    seconds_since_progress: float | None,
+    stall_after: float,
+) -> Health:
+    """The health rules, pure.
+
+    starting     the consumer has not finished its first rebalance yet
+    recovering   tables are being restored from their changelogs
+    rebalancing  partitions are moving between workers
+    stalled      partitions are assigned and recovered, but no event or tick has been
+                 processed for ``stall_after`` seconds (the agent is stuck): restart it
+    ok           otherwise - also with no partition assigned (more workers than
+                 partitions: nothing to do is not a fault)
+    """
+    partitions = tuple(sorted(set(assigned_partitions)))
+    recovered = started and not recovering
+    stalled = (
+        recovered
+        and not rebalancing
+        and bool(partitions)
+        and (seconds_since_progress is None or seconds_since_progress > stall_after)
+    )
+    status: HealthStatus
+    if not started:
+        status = "starting"
+    elif recovering:
+        status = "recovering"
+    elif rebalancing:
+        status = "rebalancing"
+    elif stalled:
+        status = "stalled"
+    else:
+        status = "ok"
+    processing = status == "ok" or status == "rebalancing"
+    return Health(status, partitions, recovered, processing, seconds_since_progress)
+
+
+# --- the metrics ---------------------------------------------------------------------------
+
+
+class Metrics:
+    """The worker's metrics. One instance per process; thread-safe like prometheus-client.
+
+    ``wall`` and ``monotonic`` are the clocks (replaceable in tests).
+    """
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        process_metrics: bool = True,
+        stall_after: float = 120.0,
+        wall: Any = time.time,
+        monotonic: Any = time.monotonic,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.stall_after = stall_after
+        self._wall = wall
+        self._monotonic = monotonic
+        self._warned: set[str] = set()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._lock = threading.Lock()
+        self._stream_time: dict[int, float] = {}
+        self._state_counts: dict[int, tuple[int, int]] = {}
+        self._last_progress: float | None = None
+        self._app: Any = None
+        self._topics: frozenset[str] | None = None
+        self._monitor: Any = None
+        self._error_log: TransactionErrorLog | None = None
+        r = self.registry
+
+        self.events = Counter(
+            "suppressor_events", "Good input events read, by event type", ["type"], registry=r
+        )
+        self.actions = Counter(
+            "suppressor_actions", "Actions emitted to the actions topic, by kind", ["kind"],
+            registry=r,
+        )  # fmt: skip
+        self.suppressed = Counter(
+            "suppressor_suppressed",
+            "Triggers considered and suppressed, by trigger and reason code",
+            ["trigger", "reason"],
+            registry=r,
+        )
+        self.exclusions = Counter(
+            "suppressor_exclusions",
+            "Candidate items filtered out of an action, by reason code",
+            ["reason"],
+            registry=r,
+        )
+        self.dlq = Counter(
+            "suppressor_dlq", "Records sent to the dead-letter topic, by error code", ["code"],
+            registry=r,
+        )  # fmt: skip
+        self.late = Counter(
+            "suppressor_late_events",
+            "Events older than stream time minus grace when read (state updated, no retraction)",
+            registry=r,
+        )
+        self.erasures = Counter(
+            "suppressor_erasures", "Users whose state a forget event erased", registry=r
+        )
+        self.transaction_errors = Counter(
+            "suppressor_transaction_errors",
+            "Kafka transaction / delivery failures (exactly-once), by operation",
+            ["operation"],
+            registry=r,
+        )
+        self.failures = Counter(
+            "suppressor_processing_failures",
+            "Records or users' steps whose processing failed and was skipped (the worker "
+            "went on), by code and stage: record, event (its event went to the DLQ) or "
+            "deadline (another user's due deadlines: they wait for the user's next event)",
+            ["code", "stage"],
+            registry=r,
+        )
+        self.agent_crashes = Counter(
+            "suppressor_agent_crashes",
+            "Times the agent stopped on an error and Faust restarted it",
+            registry=r,
+        )
+        self.unreadable_states = Counter(
+            "suppressor_unreadable_states",
+            "Stored user states that could not be decoded (the user started again as new)",
+            registry=r,
+        )
+        self.measured_actions = Counter(
+            "suppressor_measured_actions",
+            "Actions that passed every guard, by kind and group: treated (sent) or holdout "
+            "(held back for measurement); the denominators of the conversion rates",
+            ["kind", "group"],
+            registry=r,
+        )
+        self.conversions = Counter(
+            "suppressor_conversions",
+            "Attribution windows closed, by kind, group and whether an offered item was bought",
+            ["kind", "group", "converted"],
+            registry=r,
+        )
+        self.decision_seconds = Histogram(
+            "suppressor_decision_seconds",
+            "Wall time from taking an event (or tick) in hand to its decisions being sent",
+            buckets=DECISION_BUCKETS,
+            registry=r,
+        )
+        self.event_lag = Histogram(
+            "suppressor_event_lag_seconds",
+            "Wall clock minus event time of each good event when read",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.users = Gauge(
+            "suppressor_users", "Users with state on this worker's partitions", registry=r
+        )
+        self.open_baskets = Gauge(
+            "suppressor_open_baskets",
+            "Baskets with a pending recovery deadline on this worker's partitions",
+            registry=r,
+        )
+        self.last_progress = Gauge(
+            "suppressor_last_progress_timestamp_seconds",
+            "Unix time the worker last processed an event or a tick",
+            registry=r,
+        )
+        r.register(_ScrapeTimeCollector(self))
+        if process_metrics:  # process_* (memory, cpu, start time), python_info, gc
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
+        self._initialise_series()
+
+    def _labelled(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once: prometheus-client checks and hashes
+        the label values on every ``labels`` call, which the worker made several times per
+        record. The label values come from fixed vocabularies, so this stays small."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+    def _initialise_series(self) -> None:
+        for event_type in EVENT_TYPES:
+            self.events.labels(event_type)
+        for kind in ACTION_KINDS:
+            self.actions.labels(kind)
+        for trigger, reasons in SUPPRESSION_REASONS.items():
+            for reason in reasons:
+                self.suppressed.labels(trigger, reason)
+        for reason in EXCLUSION_REASONS:
+            self.exclusions.labels(reason)
+        for code in DLQ_CODES:
+            self.dlq.labels(code)
+        for operation in TRANSACTION_OPERATIONS:
+            self.transaction_errors.labels(operation)
+        for code in FAILURE_CODES:
+            for stage in FAILURE_STAGES:
+                self.failures.labels(code, stage)
+        for kind in ACTION_KINDS:
+            for group in ("treated", "holdout"):
+                self.measured_actions.labels(kind, group)
+                for converted in ("true", "false"):
+                    self.conversions.labels(kind, group, converted)
+
+    # --- what the worker calls ---------------------------------------------------------
+
+    def observe_event(self, event_type: str, event_ts_ms: int, now: float | None = None) -> None:
+        """A good event was read; ``now`` is the wall clock in seconds (default: time.time())."""
+        checked = _checked(event_type, EVENT_TYPES, "event type", self._warned)
+        self._labelled(self.events, checked).inc()
+        wall = self._wall() if now is None else now
+        self.event_lag.observe(max(0.0, wall - event_ts_ms / 1000))
+
+    def observe_output(self, output: Output, started: float | None = None) -> None:
+        """What the engine returned for one event or tick, once it has been sent.
+
+        ``started``: ``time.monotonic()`` when the worker took the event in hand; the
+        decision latency is observed when the output holds decisions.
+        """
+        warned = self._warned
+        for action in output.actions:
+            kind = _checked(action.kind, ACTION_KINDS, "action kind", warned)
+            self._labelled(self.actions, kind).inc()
+        for decision in output.decisions:
+            if decision.reason is not None:
+                trigger = _checked(decision.trigger, TRIGGERS, "trigger", warned)
+                reason = _checked(decision.reason, REASONS, "reason", warned)
+                self._labelled(self.suppressed, trigger, reason).inc()
+            for _, reason in decision.excluded:
+                excluded = _checked(reason, REASONS, "exclusion", warned)
+                self._labelled(self.exclusions, excluded).inc()
+        for decision in output.decisions:
+            if decision.action_id is not None:  # emitted, or held out
+                group = "holdout" if decision.reason == "holdout" else "treated"
+                kind = _checked(decision.trigger, ACTION_KINDS, "action kind", warned)
+                self._labelled(self.measured_actions, kind, group).inc()
+        for conversion in output.conversions:
+            group = "holdout" if conversion.held_out else "treated"
+            converted = "true" if conversion.converted_at is not None else "false"
+            kind = _checked(conversion.kind, ACTION_KINDS, "action kind", warned)
+            self._labelled(self.conversions, kind, group, converted).inc()
+        if output.late_events:
+            self.late.inc(output.late_events)
+        if output.erased:
+            self.erasures.inc(len(output.erased))
+        if started is not None and output.decisions:
+            self.decision_seconds.observe(max(0.0, self._monotonic() - started))
+        self.mark_progress()
+
+    def observe_dead_letter(self, code: str) -> None:
+        self._labelled(self.dlq, _checked(code, DLQ_CODES, "dead-letter code", self._warned)).inc()
+
+    def observe_failure(self, code: str, stage: str) -> None:
+        warned = self._warned
+        checked = (
+            _checked(code, FAILURE_CODES, "failure code", warned),
+            _checked(stage, FAILURE_STAGES, "failure stage", warned),
+        )
+        self._labelled(self.failures, *checked).inc()
+
+    def observe_transaction_error(self, operation: str) -> None:
+        self.transaction_errors.labels(
+            _checked(operation, TRANSACTION_OPERATIONS, "transaction operation", self._warned)
+        ).inc()
+
+    def set_stream_time(self, partition: int, ms: int) -> None:
+        """Stream time of a partition (epoch ms); values <= 0 mean "not known yet"."""
+        if ms > 0:
+            with self._lock:
+                self._stream_time[int(partition)] = ms / 1000
+
+    def forget_partitions(self, partitions: Iterable[int]) -> None:
+        """Revoked partitions: their per-partition series go (another worker owns them)."""
+        with self._lock:
+            for partition in partitions:
+                self._stream_time.pop(int(partition), None)
+                self._state_counts.pop(int(partition), None)
+            self._publish_state_counts()
+
+    def set_partition_state(self, partition: int, users: int, open_baskets: int) -> None:
+        """A partition's users and armed basket reminders; the gauges show this worker's sum."""
+        with self._lock:
+            self._state_counts[int(partition)] = (users, open_baskets)
+            self._publish_state_counts()
+
+    def _publish_state_counts(self) -> None:
+        self.users.set(sum(users for users, _ in self._state_counts.values()))
+        self.open_baskets.set(sum(baskets for _, baskets in self._state_counts.values()))
+
+    def set_users(self, n: int) -> None:
+        self.users.set(n)
+
+    def set_open_baskets(self, n: int) -> None:
+        self.open_baskets.set(n)
+
+    def mark_progress(self, now: float | None = None) -> None:
+        """An event or a tick was processed (``observe_output`` calls this)."""
+        self._last_progress = self._monotonic() if now is None else now
+        self.last_progress.set(self._wall())
+
+    # --- faust ---------------------------------------------------------------------------
+
+    def faust_monitor(self) -> Any:
+        """faust's Prometheus sensor on this registry (created once): ``app.monitor = ...``."""
+        if self._monitor is None:
+            from faust.sensors.prometheus import FaustMetrics
+
+            self._monitor = _suppressor_monitor_class()(
+                FaustMetrics.create(self.registry, FAUST_PREFIX), self
+            )
+        return self._monitor
+
+    def bind_app(self, app: Any, topics: Iterable[str] | None = None) -> None:
+        """Attach to a faust app before it starts (idempotent).
+
+        Installs the faust sensor as ``app.monitor``, starts counting the transaction
+        failures faust logs, and reads assignment, lag and recovery from ``app`` at
+        scrape time. ``topics``: the data topics whose partitions count as "assigned"
+        for health (default: every assigned topic).
+        """
+        self._app = app
+        self._topics = frozenset(topics) if topics is not None else None
+        monitor = self.faust_monitor()
+        if getattr(app, "_monitor", None) is not monitor:  # not app.monitor: it makes one
+            app.monitor = monitor
+        if self._error_log is None:
+            self._error_log = TransactionErrorLog(self)
+            logging.getLogger("faust").addHandler(self._error_log)
+
+    def unbind(self) -> None:
+        """Undo ``bind_app``'s logging hook (tests, or a process that builds several apps)."""
+        if self._error_log is not None:
+            logging.getLogger("faust").removeHandler(self._error_log)
+            self._error_log = None
+        self._app = None
+
+    def health(self, now: float | None = None) -> Health:
+        """Health of the bound app. "Progress" is an event or tick processed, or the end of
+        the last rebalance: a worker gets ``stall_after`` seconds after each assignment."""
+        now = self._monotonic() if now is None else now
+        moments = (self._last_progress, getattr(self._monitor, "rebalance_ended_at", None))
+        known = [moment for moment in moments if moment is not None]
+        since = max(0.0, now - max(known)) if known else None
+        app_state = _read_app(self._app, self._topics, self._monitor)
+        return judge_health(
+            started=app_state.started,
+            rebalancing=app_state.rebalancing,
+            recovering=app_state.recovering,
+            assigned_partitions=app_state.partitions,
+            seconds_since_progress=since,
+            stall_after=self.stall_after,
+        )
+
+    # --- exposition ------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The text exposition format (content type ``Metrics.content_type``)."""
+        return generate_latest(self.registry)
+
+    def stream_times(self) -> dict[int, float]:
+        with self._lock:
+            return dict(self._stream_time)
+
+
+# --- faust, read at scrape time ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _AppState:
+    started: bool = False
+    rebalancing: bool = False
+    recovering: bool = False
+    partitions: tuple[int, ...] = ()
+    assignment: frozenset[Any] = frozenset()
+    recovery_remaining: int | None = None
+
+
+def _read_app(app: Any, topics: frozenset[str] | None, monitor: Any) -> _AppState:
+    """Assignment, rebalancing and recovery of a faust app; never raises."""
+    if app is None:
+        return _AppState()
+    try:
+        assignment = frozenset(app.consumer.assignment())
+    except Exception:  # consumer not started yet
+        return _AppState()
+    completed = getattr(monitor, "rebalances_completed", 1) if monitor is not None else 1
+    recovery = getattr(getattr(app, "tables", None), "recovery", None)
+    recovering = bool(getattr(app, "in_recovery", False))
+    remaining: int | None = None
+    if recovering and recovery is not None:
+        try:
+            remaining = int(recovery.active_remaining_total())
+        except Exception:
+            remaining = None
+    partitions = tuple(
+        sorted({tp.partition for tp in assignment if topics is None or tp.topic in topics})
+    )
+    return _AppState(
+        started=completed > 0,
+        rebalancing=bool(getattr(app, "rebalancing", False)),
+        recovering=recovering,
+        partitions=partitions,
+        assignment=assignment,
+        recovery_remaining=remaining,
+    )
+
+
+def _consumer_lag(app: Any, assignment: Iterable[Any], monitor: Any) -> Iterator[tuple[Any, int]]:
+    """(tp, records behind the partition's end) for each assigned tp where both are known."""
+    consumer = app.consumer
+    read = getattr(monitor, "tp_read_offsets", None) or {}
+    committed = getattr(consumer, "_committed_offset", None) or {}
+    for tp in assignment:
+        try:
+            end = consumer.highwater(tp)
+        except Exception:
+            continue
+        if end is None or end < 0:
+            continue
+        last_read = read.get(tp)
+        position = last_read + 1 if last_read is not None else committed.get(tp)
+        if position is None:
+            continue
+        yield tp, max(0, int(end) - int(position))
+
+
+class _ScrapeTimeCollector(Collector):
+    """Series computed when scraped: stream time, assignment, lag, recovery."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Any]:
+        return []  # unchecked names: collect() decides what exists
+
+    def collect(self) -> Iterable[Any]:
+        metrics = self._metrics
+        state = _read_app(metrics._app, metrics._topics, metrics._monitor)
+        stream = GaugeMetricFamily(
+            "suppressor_stream_time_seconds",
+            "Stream time (event time, hybrid clock) of each partition this worker owns",
+            labels=["partition"],
+        )
+        owned = set(state.partitions) if metrics._app is not None and state.started else None
+        for partition, seconds in sorted(metrics.stream_times().items()):
+            if owned is None or partition in owned:
+                stream.add_metric([str(partition)], seconds)
+        yield stream
+        yield GaugeMetricFamily(
+            "suppressor_assigned_partitions",
+            "Partitions of the data topics assigned to this worker",
+            value=len(state.partitions),
+        )
+        yield GaugeMetricFamily(
+            "suppressor_rebalancing",
+            "1 while a consumer-group rebalance (and the recovery after it) is in progress",
+            value=1 if state.rebalancing else 0,
+        )
+        yield GaugeMetricFamily(
+            "suppressor_recovery_in_progress",
+            "1 while tables are being restored from their changelog topics",
+            value=1 if state.recovering else 0,
+        )
+        yield GaugeMetricFamily(
+            "suppressor_recovery_remaining_records",
+            "Changelog records still to restore for active partitions (0 when recovered)",
+            value=state.recovery_remaining or 0,
+        )
+        lag = GaugeMetricFamily(
+            "suppressor_consumer_lag",
+            "Records between the consumer's position and the end of each assigned partition",
+            labels=["topic", "partition"],
+        )
+        if metrics._app is not None and state.started:
+            try:
+                for tp, behind in sorted(
+                    _consumer_lag(metrics._app, state.assignment, metrics._monitor),
+                    key=lambda pair: (pair[0].topic, pair[0].partition),
+                ):
+                    lag.add_metric([tp.topic, str(tp.partition)], behind)
+            except Exception:  # never break a scrape over faust internals
+                log.debug("metrics: consumer lag unavailable", exc_info=True)
+        yield lag
+
+
+class TransactionErrorLog(logging.Handler):
+    """Counts the transaction failures faust logs and does not raise.
+
+    faust's aiokafka driver catches exceptions in begin/commit/abort_transaction and
+    logs a warning; a fenced producer is logged too, and a failed offset commit is
+    logged before the consumer crashes. Matching those messages is how they become
+    ``suppressor_transaction_errors_total{operation}``. faust logs a fenced producer
+    at INFO: with ``--log-level warning`` those are not counted (the crash that follows
+    a fencing still restarts the worker, which ``process_start_time_seconds`` shows).
+    """
+
+    PATTERNS: tuple[tuple[str, str], ...] = (
+        ("Exception in begin_transaction", "begin"),
+        ("Exception in commit_transaction", "commit"),
+        ("Commit invoked for unknown transaction", "commit"),
+        ("Exception in abort_transaction", "abort"),
+        ("fenced", "fenced"),
+        ("ProducerFenced", "fenced"),
+        ("Committing raised exception", "offset_commit"),
+    )
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__(level=logging.INFO)
+        self._metrics = metrics
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return
+        for needle, operation in self.PATTERNS:
+            if needle in message:
+                self._metrics.observe_transaction_error(operation)
+                return
+
+
+_MONITOR_CLASS: type | None = None
+
+
+def _suppressor_monitor_class() -> type:
+    """faust's PrometheusMonitor, plus: send errors counted, rebalances completed known."""
+    global _MONITOR_CLASS
+    if _MONITOR_CLASS is None:
+        from faust.sensors.monitor import Monitor
+        from faust.sensors.prometheus import PrometheusMonitor
+
+        class SuppressorMonitor(PrometheusMonitor):
+            """The per-record hooks are faust's, with the labelled children looked up once
+            (faust builds and checks the labels, and normalises the stream's name with a
+            regular expression, for every record); faust removes the per-partition series
+            at each rebalance, and then the children are looked up again."""
+
+            rebalances_completed = 0
+            rebalance_ended_at: float | None = None
+
+            def __init__(self, faust_metrics: Any, metrics: Metrics, **kwargs: Any) -> None:
+                super().__init__(metrics=faust_metrics, **kwargs)
+                self._suppressor = metrics
+                self._tp_children: dict[Any, tuple[Any, Any]] = {}
+                self._end_children: dict[Any, Any] = {}
+                self._stream_children: dict[Any, Any] = {}
+
+            def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+                Monitor.on_message_in(self, tp, offset, message)
+                faust_metrics = self._metrics
+                faust_metrics.messages_received.inc()
+                faust_metrics.active_messages.inc()
+                children = self._tp_children.get(tp)
+                if children is None:
+                    children = self._tp_children[tp] = (
+                        faust_metrics.messages_received_per_topics.labels(topic=tp.topic),
+                        faust_metrics.messages_received_per_topics_partition.labels(
+                            topic=tp.topic, partition=tp.partition
+                        ),
+                    )
+                children[0].inc()
+                children[1].set(offset)
+
+            def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> Any:
+                state = Monitor.on_stream_event_in(self, tp, offset, stream, event)
+                faust_metrics = self._metrics
+                faust_metrics.total_events.inc()
+                faust_metrics.total_active_events.inc()
+                child = self._stream_children.get(stream)
+                if child is None:
+                    label = f"stream.{self._stream_label(stream)}.events"
+                    child = faust_metrics.total_events_per_stream.labels(stream=label)
+                    self._stream_children[stream] = child
+                child.inc()
+                return state
+
+            def track_tp_end_offset(self, tp: Any, offset: int) -> None:
+                Monitor.track_tp_end_offset(self, tp, offset)
+                child = self._end_children.get(tp)
+                if child is None:
+                    child = self._end_children[tp] = (
+                        self._metrics.topic_partition_end_offset.labels(
+                            topic=tp.topic, partition=tp.partition
+                        )
+                    )
+                child.set(offset)
+
+            def _clear_partition_related_metrics(self) -> None:
+                super()._clear_partition_related_metrics()
+                self._tp_children.clear()
+                self._end_children.clear()
+
+            def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
+                super().on_send_error(producer, exc, state)
+                self._suppressor.observe_transaction_error("send")
+
+            def on_rebalance_end(self, app: Any, state: Any) -> None:
+                super().on_rebalance_end(app, state)
+                self.rebalances_completed += 1
+                self.rebalance_ended_at = self._suppressor._monotonic()
+
+        _MONITOR_CLASS = SuppressorMonitor
+    return _MONITOR_CLASS
+
+
+# --- an adapter for the worker's observer hooks ------------------------------------------
+
+
+class MetricsObserver:
+    """``suppressor.adapters.observe.WorkerObserver`` feeding ``Metrics``: pass it to ``build_app``.
+
+    ``on_event`` starts the decision clock of the event's partition; ``on_work`` (after
+    the sends) stops it, counts the output and sets the partition's stream time.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._started: dict[int, float] = {}
+
+    def on_event(self, partition: int, event: Event, appended_at: float | None) -> None:
+        self.metrics.observe_event(event.type, event.ts)
+        self._started[partition] = self.metrics._monotonic()
+
+    def on_work(self, runtime: Any, work: Any) -> None:
+        partition = runtime.partition
+        self.metrics.observe_output(work.output, self._started.pop(partition, None))
+        if work.unreadable:
+            self.metrics.unreadable_states.inc(work.unreadable)
+        self.metrics.set_stream_time(partition, work.stream_time)
+        processor = runtime.processor
+        self.metrics.set_partition_state(partition, processor.users, processor.open_baskets)
+
+    def on_dead_letter(self, dead: DeadLetter) -> None:
+        self.metrics.observe_dead_letter(dead.error_code)
+
+    def on_failure(self, code: str, stage: str) -> None:
+        self.metrics.observe_failure(code, stage)

@@ -1,0 +1,387 @@
+"""Between the wire and the engine: events and catalog items in, records out,
+and user state to bytes and back for the changelog-backed table.
+
+Only ids, timestamps and reason codes are ever written: the engine's values
+carry nothing else, and the wire models have already dropped unknown fields.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+from suppressor.core.catalog import Item
+from suppressor.core.engine import ADDS_KEPT_PER_LINE
+from suppressor.core.model import (
+    Action,
+    Basket,
+    Conversion,
+    Decision,
+    Event,
+    Sent,
+    UserState,
+    Watch,
+)
+from suppressor.core.policy import Policy
+from suppressor.wire import events as wire
+from suppressor.wire.catalog import CatalogItem
+from suppressor.wire.outputs import SCHEMA_VERSION
+from suppressor.wire.timefmt import format_ms
+
+
+def event_from_wire(event: wire.Event) -> Event:
+    match event:
+        case wire.Browse():
+            return Event(event.event_id, "browse", event.user_id, event.ts, item_id=event.item_id)
+        case wire.Cart():
+            return Event(
+                event.event_id,
+                "cart",
+                event.user_id,
+                event.ts,
+                item_id=event.item_id,
+                action=event.action,
+                quantity=event.quantity,
+            )
+        case wire.Purchase():
+            items = tuple(line.item_id for line in event.items)
+            return Event(
+                event.event_id, "purchase", event.user_id, event.ts, order_id=event.order_id,
+                items=items,
+            )  # fmt: skip
+        case wire.Review():
+            return Event(
+                event.event_id, "review", event.user_id, event.ts, item_id=event.item_id,
+                rating=event.rating,
+            )  # fmt: skip
+        case wire.Consent():
+            return Event(
+                event.event_id,
+                "consent",
+                event.user_id,
+                event.ts,
+                basket_recovery=event.basket_recovery,
+                similar_item=event.similar_item,
+                max_actions_per_week=event.max_actions_per_week,
+            )
+        case _:
+            return Event(event.event_id, "forget", event.user_id, event.ts)
+
+
+def event_record(event: Event) -> dict[str, Any]:
+    """A domain event back in its wire form, with the fields the engine keeps (a purchase's
+    quantities and prices, a browse's page are not kept)."""
+    record: dict[str, Any] = {
+        "event_id": event.event_id,
+        "type": event.type,
+        "user_id": event.user_id,
+        "ts": format_ms(event.ts),
+    }
+    if event.type in ("browse", "cart", "review"):
+        record["item_id"] = event.item_id
+    if event.type == "cart":
+        record.update(action=event.action, quantity=event.quantity)
+    elif event.type == "purchase":
+        record.update(order_id=event.order_id, items=[{"item_id": i} for i in event.items])
+    elif event.type == "review":
+        record["rating"] = event.rating
+    elif event.type == "consent":
+        for name in ("basket_recovery", "similar_item", "max_actions_per_week"):
+            if getattr(event, name) is not None:
+                record[name] = getattr(event, name)
+    return record
+
+
+def item_from_wire(item: CatalogItem) -> Item:
+    return Item(
+        item_id=item.item_id,
+        category=item.category,
+        kind=item.kind,
+        one_off=item.one_off,
+        tags=frozenset(item.tags),
+        similar=item.similar,
+        available=item.available,
+    )
+
+
+def action_record(action: Action, policy_version: str) -> dict[str, Any]:
+    return {
+        "action_id": action.action_id,
+        "kind": action.kind,
+        "user_id": action.user_id,
+        "ts": format_ms(action.ts),
+        "items": list(action.items),
+        "seed_item": action.seed_item,
+        "data_dimensions": list(action.data_dimensions),
+        "source_event_ids": list(action.source_event_ids),
+        "policy_version": policy_version,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def decision_record(decision: Decision, policy_version: str) -> dict[str, Any]:
+    return {
+        "decision_id": decision.decision_id,
+        "user_id": decision.user_id,
+        "ts": format_ms(decision.ts),
+        "trigger": decision.trigger,
+        "outcome": decision.outcome,
+        "reason": decision.reason,
+        "items": list(decision.items),
+        "excluded": dict(decision.excluded),
+        "action_id": decision.action_id,
+        "source_event_ids": list(decision.source_event_ids),
+        "policy_version": policy_version,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def conversion_record(conversion: Conversion, policy_version: str) -> dict[str, Any]:
+    converted_at = conversion.converted_at
+    return {
+        "conversion_id": conversion.conversion_id,
+        "action_id": conversion.action_id,
+        "kind": conversion.kind,
+        "user_id": conversion.user_id,
+        "group": "holdout" if conversion.held_out else "treated",
+        "action_ts": format_ms(conversion.action_ts),
+        "window_end": format_ms(conversion.window_end),
+        "converted": converted_at is not None,
+        "converted_at": None if converted_at is None else format_ms(converted_at),
+        "seconds_to_convert": None
+        if converted_at is None
+        else (converted_at - conversion.action_ts) / 1000,
+        "policy_version": policy_version,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """Compact JSON, field order as built: byte-identical for identical input."""
+    return _ENCODER.encode(record)
+
+
+# --- user state <-> bytes (the table's value) -------------------------------------
+#
+# Version 2 (msgpack, written since issue 17): one array, the version first, the
+# at-least-once origins (see suppressor.adapters.state) inside it. Version 1 (JSON, written before):
+# an object with "v": 1, and the origins as JSON on a second line; still read, and
+# written again as version 2 the next time the user changes.
+
+STATE_VERSION = 2
+
+Origins = dict[str, int]
+"""Per input partition (``"<input index>.<partition>"``), the offset of the last event
+applied to the state (at-least-once redelivery, see suppressor.adapters.state)."""
+
+
+class UnreadableState(ValueError):
+    """A stored user state this code cannot decode (corrupt, or an unknown version)."""
+
+
+class _Basket(msgspec.Struct, array_like=True, frozen=True):
+    items: tuple[tuple[str, tuple[str, ...]], ...]
+    episode_items: tuple[str, ...]
+    deadline: int | None
+    reminders: int
+    bought_any: bool
+
+
+class _StateV2(msgspec.Struct, array_like=True):
+    """The encoded state. New fields go at the end with a default: older records then
+    decode with that default and the version stays."""
+
+    version: int
+    user_id: str
+    customer: bool
+    purchased: list[str]
+    owned_one_off: list[str]
+    visited: list[str]
+    ruled_out: list[str]
+    basket: _Basket | None
+    consent_basket: bool | None
+    consent_similar: bool | None
+    max_per_week: int | None
+    opted_in_similar: bool
+    sent: tuple[Sent, ...]
+    last_browse: int | None
+    watching: tuple[Watch, ...]
+    pending: list[Event]
+    origins: Origins = {}
+
+
+_ENCODE = msgspec.msgpack.Encoder().encode
+_DECODE = msgspec.msgpack.Decoder(_StateV2).decode
+
+
+def state_to_bytes(state: UserState, origins: Origins | None = None) -> bytes:
+    basket = state.basket
+    return _ENCODE(
+        _StateV2(
+            STATE_VERSION,
+            state.user_id,
+            state.customer,
+            list(state.purchased),
+            list(state.owned_one_off),
+            list(state.visited),
+            list(state.ruled_out),
+            None
+            if basket is None
+            else _Basket(
+                basket.items,
+                basket.episode_items,
+                basket.deadline,
+                basket.reminders,
+                basket.bought_any,
+            ),
+            state.consent_basket,
+            state.consent_similar,
+            state.max_per_week,
+            state.opted_in_similar,
+            state.sent,
+            state.last_browse,
+            state.watching,
+            state.pending,
+            origins or {},
+        )
+    )
+
+
+def decode_state(raw: bytes) -> tuple[UserState, Origins]:
+    """A stored state (version 2, or version 1 JSON) and its origins; UnreadableState when
+    it is neither."""
+    if raw[:1] == b"{":
+        return _decode_v1(raw)
+    try:
+        data = _DECODE(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise UnreadableState(f"not a user state: {error}") from None
+    if data.version != STATE_VERSION:
+        raise UnreadableState(f"unknown user state version {data.version!r}")
+    b = data.basket
+    basket = (
+        None
+        if b is None
+        else Basket(b.items, b.episode_items, b.deadline, b.reminders, b.bought_any)
+    )
+    state = UserState(
+        user_id=data.user_id,
+        customer=data.customer,
+        purchased=dict.fromkeys(data.purchased),
+        owned_one_off=dict.fromkeys(data.owned_one_off),
+        visited=dict.fromkeys(data.visited),
+        ruled_out=dict.fromkeys(data.ruled_out),
+        basket=basket,
+        consent_basket=data.consent_basket,
+        consent_similar=data.consent_similar,
+        max_per_week=data.max_per_week,
+        opted_in_similar=data.opted_in_similar,
+        sent=data.sent,
+        last_browse=data.last_browse,
+        watching=data.watching,
+        pending=data.pending,
+    )
+    return state, data.origins
+
+
+def state_from_bytes(raw: bytes) -> UserState:
+    return decode_state(raw)[0]
+
+
+def _decode_v1(raw: bytes) -> tuple[UserState, Origins]:
+    text, _, origins = raw.partition(b"\n")
+    try:
+        data = json.loads(text)
+        if data.get("v") != 1:
+            raise UnreadableState(f"unknown user state version {data.get('v')!r}")
+        return _state_v1(data), dict(json.loads(origins)) if origins else {}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        if isinstance(error, UnreadableState):
+            raise
+        raise UnreadableState(f"not a version 1 user state: {error!r}") from None
+
+
+def _state_v1(data: dict[str, Any]) -> UserState:
+    b = data["b"]
+    basket = (
+        None
+        if b is None
+        else Basket(
+            items=tuple((item, tuple(adds)) for item, adds in b[0]),
+            episode_items=tuple(b[1]),
+            deadline=b[2],
+            reminders=b[3],
+            bought_any=b[4],
+        )
+    )
+    return UserState(
+        user_id=data["u"],
+        customer=data["c"],
+        purchased=dict.fromkeys(data["p"]),
+        owned_one_off=dict.fromkeys(data["o"]),
+        visited=dict.fromkeys(data["d"]),
+        ruled_out=dict.fromkeys(data["r"]),
+        basket=basket,
+        consent_basket=data["cb"],
+        consent_similar=data["cs"],
+        max_per_week=data["mw"],
+        opted_in_similar=data["oi"],
+        sent=tuple(Sent(ts, kind, tuple(items)) for ts, kind, items in data["s"]),
+        last_browse=data["lb"],
+        watching=tuple(
+            Watch(closes, action_id, kind, tuple(items), ts, held_out, converted_at)
+            for closes, action_id, kind, items, ts, held_out, converted_at in data.get("w", ())
+        ),
+        pending=[_event_v1(row) for row in data["q"]],
+    )
+
+
+def _event_v1(row: list[Any]) -> Event:
+    values: list[Any] = [tuple(v) if isinstance(v, list) else v for v in row]
+    return Event(*values)
+
+
+# --- the largest state the limits allow ------------------------------------------------
+
+ID_BYTES = 256 * 4 + 3
+"""The most an id takes encoded: 256 characters (the wire schemas' limit) of 4 UTF-8 bytes,
+and a msgpack str header."""
+NUMBER_BYTES = 9
+"""The most a number, a bool or None takes (a 64-bit int and its marker)."""
+HEADER_BYTES = 5
+"""A msgpack array or map header at most."""
+
+
+def worst_case_state_bytes(policy: Policy, input_partitions: int) -> int:
+    """An upper bound of the encoded size of any state ``policy``'s ``state_limits`` allow,
+    with every id at its longest, origins for ``input_partitions`` input partitions
+    (every input topic's partitions, plus the repartition topic's). The worker refuses to
+    start when the changelog cannot take that much (suppressor.adapters.app)."""
+    limits = policy.state_limits
+    action_items = max(policy.max_similar_items, limits.basket_items)
+    sent = HEADER_BYTES * 2 + NUMBER_BYTES + ID_BYTES + action_items * ID_BYTES
+    watch = HEADER_BYTES * 2 + 4 * NUMBER_BYTES + 2 * ID_BYTES + action_items * ID_BYTES
+    line = HEADER_BYTES * 2 + ID_BYTES + ADDS_KEPT_PER_LINE * ID_BYTES
+    basket = HEADER_BYTES * 3 + 4 * NUMBER_BYTES + limits.basket_items * (line + ID_BYTES)
+    origin = 2 * ID_BYTES // 4 + NUMBER_BYTES  # "<index>.<partition>": short digits
+    id_sets = (
+        limits.purchased_items
+        + limits.ruled_out_items
+        + limits.visited_destinations
+        + limits.owned_one_off_categories
+    )
+    return (
+        HEADER_BYTES * 8
+        + 10 * NUMBER_BYTES
+        + ID_BYTES  # user id
+        + id_sets * ID_BYTES
+        + basket
+        + limits.recent_actions * (sent + watch)
+        + limits.held_bytes
+        + input_partitions * origin
+    )
