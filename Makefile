@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## create .venv and install the pinned dependencies
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy on the source
+lint: $(STAMP) ## ruff (lint + format check), the import layers (lint-imports), mypy on the source
 	$(BIN)/ruff check suppressor tests bench faults
 	$(BIN)/ruff format --check suppressor tests bench faults
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 	$(BIN)/mypy -p bench
 

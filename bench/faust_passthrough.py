@@ -8,7 +8,7 @@ own work costs and "Faust passthrough ÷ aiokafka passthrough" what Faust's per-
 costs before any of it.
 
 Each record is sent as the worker sends its outputs
-(``suppressor.adapters.sender.SourceSender``, with
+(``suppressor.adapters.faust_internals.sender.SourceSender``, with
 the worker's producer class): under exactly_once in the transaction of the partition it
 was read from, committed with its offset. Faust's own ``topic.send`` sends outside any
 transaction there (it picks no transactional producer for a topic the app does not
@@ -26,16 +26,16 @@ from typing import Any
 import faust
 
 from suppressor.adapters.app import FETCH_BYTES_PER_PARTITION
-from suppressor.adapters.faust_internals import consumer as faust_fixes
+from suppressor.adapters.faust_internals.producer import Producer, new_producer
+from suppressor.adapters.faust_internals.sender import SourceSender
 from suppressor.adapters.logs import logging_config
-from suppressor.adapters.sender import SourceSender
 
 
 class PassthroughApp(faust.App):
     """Faust's app with the worker's producer (``ensure_transaction``, side-by-side commits)."""
 
-    def _new_producer(self) -> faust_fixes.Producer:
-        return faust_fixes.new_producer(self)
+    def _new_producer(self) -> Producer:
+        return new_producer(self)
 
 
 def build() -> faust.App:

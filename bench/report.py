@@ -174,7 +174,8 @@ Target (issue 4): the worker at least {TARGET_RATIO:.0%} of the passthrough at-l
 `bench/faust_passthrough.py`: one Faust agent on the five inputs sends every record (key,
 value) to one output topic, with the worker's Faust settings (guarantee, `commit_interval`,
 `producer_linger`, 64 KiB fetches, logging at info) and nothing else: no parsing, state,
-engine, ticks or metrics. It sends as the worker does (`suppressor.adapters.sender`): under
+engine, ticks or metrics. It sends as the worker does
+(`suppressor.adapters.faust_internals.sender`): under
 exactly-once in the transaction of the partition the record was read from. Before
 2026-11-22 20:35 UTC it used Faust's `topic.send`, which sent outside any transaction,
 so its exactly-once figure was not an exactly-once passthrough. Timed like the worker,

@@ -16,22 +16,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, ClassVar, cast
+from typing import Any
 
 import faust
-from faust.tables.manager import TableManager
 from faust.types import TP
-from faust.web.drivers.aiohttp import Web as AiohttpWeb
-from mode.utils.objects import cached_property
 
 from suppressor.adapters.admin import TopicMismatch, ensure_topics, list_topics, topic_configs
 from suppressor.adapters.catalog_reader import CatalogFeed, CatalogReader
-from suppressor.adapters.faust_internals import consumer as faust_fixes
+from suppressor.adapters.faust_internals import check_versions
+from suppressor.adapters.faust_internals.app import FencedApp
+from suppressor.adapters.faust_internals.consumer import Consumer
+from suppressor.adapters.faust_internals.sensors import tables_recovered
+from suppressor.adapters.faust_internals.store import RocksTable
 from suppressor.adapters.metrics import Metrics, MetricsObserver
 from suppressor.adapters.observe import BothObservers, WorkerObserver
 from suppressor.adapters.pipeline import Pipeline
 from suppressor.adapters.settings import Settings
-from suppressor.adapters.state import RocksTable
 from suppressor.adapters.topology import (
     CHANGELOG_MAX_MESSAGE_BYTES,
     CLOCK_TABLE,
@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 AGENT_NAME = "suppressor"
 
 
-class SuppressorApp(faust.App):
+class SuppressorApp(FencedApp):
     """A Faust app that checks and creates its topics before anything subscribes to them."""
 
     topology: Topology
@@ -60,22 +60,9 @@ class SuppressorApp(faust.App):
     catalog_reader: CatalogReader
     metrics: Metrics
 
-    @cached_property
-    def flow_control(self) -> faust_fixes.FlowControl:
-        return faust_fixes.FlowControl(loop=self.loop)
-
-    def _new_web(self) -> Any:
-        """Faust's aiohttp server without any of Faust's own pages (see ``ClosedWeb``)."""
-        return ClosedWeb(self)
-
-    def _new_producer(self) -> faust_fixes.Producer:
-        return faust_fixes.new_producer(self)
-
-    def _new_consumer(self) -> faust_fixes.Consumer:
-        consumer = faust_fixes.new_consumer(self)
+    def configure_consumer(self, consumer: Consumer) -> None:
         consumer.before_commit = self._before_commit
         consumer.fetch_hold = fetch_hold(self.settings.fetch_wait)
-        return consumer
 
     async def _before_commit(self) -> None:
         await self.pipeline.before_commit()
@@ -91,24 +78,12 @@ class SuppressorApp(faust.App):
         await self.add_runtime_dependency(self.catalog_reader)
 
 
-class ClosedWeb(AiohttpWeb):
-    """The worker's HTTP server: only the pages ``_pages`` adds (``/metrics``, ``/health``,
-    ``/health/live``). Faust mounts its own blueprints by default: ``/table`` (every table's
-    keys and values: people's state, to anyone who can reach the port), ``/router``
-    (the cluster's topology), ``/graph``, its statistics and an index at ``/``. Some have
-    no setting to turn them off, so none is mounted here (SPEC section 8, "Access")."""
-
-    default_blueprints: ClassVar[list[Any]] = []
-    production_blueprints: ClassVar[list[Any]] = []
-    debug_blueprints: ClassVar[list[Any]] = []
-    optional_blueprints: ClassVar[list[Any]] = []
-
-
 def build_app(
     settings: Settings, observer: WorkerObserver | None = None, policy: Policy | None = None
 ) -> SuppressorApp:
     """The worker's Faust app. Its Prometheus metrics see every record's outcome; an
     extra ``observer`` (tests) sees them too."""
+    check_versions(settings.allow_untested_versions)
     policy = policy if policy is not None else load_policy(settings.policy)
     topology = Topology.from_settings(settings)
     app = SuppressorApp(settings.app_id, **faust_config(settings))
@@ -263,7 +238,7 @@ def _agent(app: SuppressorApp, topology: Topology) -> None:
     async def suppress(stream: Any) -> None:  # a faust.Stream (StreamT lacks noack)
         await app.catalog_reader.ready.wait()  # the first event must see the whole catalog
         consumer = app.consumer
-        assert isinstance(consumer, faust_fixes.Consumer)
+        assert isinstance(consumer, Consumer)
         pipeline = app.pipeline
         try:
             async for event in stream.noack().events():
@@ -297,11 +272,7 @@ def _tick_timer(app: SuppressorApp, topology: Topology, interval: float) -> None
 def _pages(app: SuppressorApp) -> None:
     async def health(web: Any, request: Any) -> Any:
         pipeline = app.pipeline
-        ready = (
-            app.catalog_reader.ready.is_set()
-            and cast(TableManager, app.tables).recovery.completed.is_set()
-            and not app.rebalancing
-        )
+        ready = app.catalog_reader.ready.is_set() and tables_recovered(app) and not app.rebalancing
         verdict = app.metrics.health()
         status = "ok" if ready and verdict.status == "ok" else "starting"
         if verdict.status == "stalled":

@@ -35,9 +35,10 @@ import faust
 from faust.types import TP, Message
 
 from suppressor.adapters.faust_internals.consumer import Consumer
+from suppressor.adapters.faust_internals.redelivery import Deliveries
+from suppressor.adapters.faust_internals.sender import SourceSender
 from suppressor.adapters.observe import WorkerObserver
 from suppressor.adapters.partition import IDLE, PartitionRuntime, Work
-from suppressor.adapters.sender import SourceSender
 from suppressor.adapters.state import UNLIMITED, DeferredWrites, Origin, PartitionKV, RocksTable
 from suppressor.adapters.stopping import STOPPER, is_fatal, is_kafka_error
 from suppressor.adapters.topology import Topology
@@ -99,7 +100,7 @@ class Pipeline:
         suppressor.adapters.app)."""
         self.crashed: str | None = None
         """The error class that last stopped the agent, until it processes a record again."""
-        self._positions: dict[TP, int] = {}
+        self._positions = Deliveries()
         self._input_index = {topic: i for i, topic in enumerate(topology.inputs)}
         self._deferred: dict[int, DeferredWrites] = {}
         self.policy_version = engine.policy.version
@@ -142,7 +143,7 @@ class Pipeline:
 
     async def _handle(self, message: Message) -> None:
         self.records += 1
-        if not self._first_delivery(message.tp, message.offset):
+        if not self._positions.first(message.tp, message.offset):
             return
         runtime = self.runtime(message.partition)
         if message.topic == self.topology.ticks:
@@ -298,25 +299,6 @@ class Pipeline:
             return False
         return watermark >= self.wall_ms() - self.engine.policy.idle_timeout
 
-    def _first_delivery(self, tp: TP, offset: int) -> bool:
-        """False for a record this process already processed since the partition was
-        assigned. Faust's consumer drops re-fetched records with ``offset >= last read``
-        (``>=``, not ``>``), so when the fetcher returns the last record again after the
-        seek that follows an assignment, it is delivered twice; processing it twice
-        would apply the event twice (its first effects are in the transaction already)."""
-        last = self._positions.get(tp)
-        if last is not None and offset <= last:
-            log.warning(
-                "%s[%d]: offset %d delivered again (processed up to %d): skipped",
-                tp.topic,
-                tp.partition,
-                offset,
-                last,
-            )
-            return False
-        self._positions[tp] = offset
-        return True
-
     def runtime(self, partition: int) -> PartitionRuntime:
         """The partition's runtime, built on its first record (recovery is complete by then)."""
         runtime = self.runtimes.get(partition)
@@ -355,7 +337,7 @@ class Pipeline:
         if not isinstance(consumer, Consumer):
             return False
         tp = TP(topic, partition)
-        return consumer.has_backlog(tp, self._positions.get(tp))
+        return consumer.has_backlog(tp, self._positions.last(tp))
 
     def forget_partitions(self, revoked: set[TP]) -> None:
         """Revoked partitions: their runtimes go; a later assignment rebuilds from the table."""
@@ -363,7 +345,7 @@ class Pipeline:
         for tp in revoked:
             if tp.topic in mine:
                 self.runtimes.pop(tp.partition, None)
-                self._positions.pop(tp, None)
+                self._positions.forget(tp)
                 self._deferred.pop(tp.partition, None)  # the commit before the revoke sent them
 
     # --- sends -------------------------------------------------------------------------

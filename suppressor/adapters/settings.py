@@ -83,6 +83,7 @@ class Settings(BaseModel):
     changelog_compaction_lag: DurationMs = Field(default=parse_duration("7d"), gt=0)
     dlq_retention: DurationMs = Field(default=parse_duration("7d"), gt=0)
     decisions_retention: DurationMs = Field(default=parse_duration("30d"), gt=0)
+    allow_untested_versions: bool = False
     log_level: LogLevel = "info"
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism = "PLAIN"
@@ -336,6 +337,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("dlq_retention", "retention of the dead-letter topic (like '7d')", "DURATION"),
     Option("decisions_retention", "retention of the decisions topic (like '30d')", "DURATION"),
+    Option(
+        "allow_untested_versions",
+        "start on faust-streaming, mode or aiokafka versions the worker was not tested with "
+        "(true/false)",
+        "BOOL",
+    ),
     Option("log_level", "debug, info, warning or error", "LEVEL"),
     Option("security_protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", "PROTOCOL"),
     Option("sasl_mechanism", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", "MECHANISM"),

@@ -21,8 +21,9 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from suppressor.adapters import pipeline, worker
+from suppressor.adapters import pipeline
 from suppressor.core import engine
+from suppressor.entrypoints import worker
 
 BUG = os.environ.get("FAULTY_BUG_EVENT_ID")
 CRASH_FILE = os.environ.get("FAULTY_CRASH_FILE")

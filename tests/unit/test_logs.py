@@ -88,8 +88,8 @@ def test_the_worker_logs_at_its_level_and_builds_no_debug_records(tmp_path: Path
     """Faust's worker, at warning and above, sets the root logger to DEBUG for its
     terminal spinner: every debug record (one per record sent) would be built."""
     from suppressor.adapters.app import build_app
+    from suppressor.adapters.faust_internals.worker import faust_worker
     from suppressor.adapters.settings import Settings
-    from suppressor.entrypoints.worker import faust_worker
 
     root = logging.getLogger()
     saved = root.level, list(root.handlers)

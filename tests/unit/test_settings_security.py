@@ -67,3 +67,18 @@ def test_retention_and_compaction_lag_reach_the_topics() -> None:
         settings_from_values(
             {"dlq_retention": "weekly"}, {"dlq_retention": "SUPPRESSOR_DLQ_RETENTION"}
         )
+
+
+def test_the_worker_refuses_untested_faust_versions_unless_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from suppressor.adapters import faust_internals
+
+    assert faust_internals.untested_versions() == {}  # the pinned versions are installed
+    faust_internals.check_versions(allow_untested=False)
+    monkeypatch.setitem(faust_internals.TESTED, "aiokafka", "0.99.0")
+    with pytest.raises(ConfigError, match="SUPPRESSOR_ALLOW_UNTESTED_VERSIONS") as error:
+        faust_internals.check_versions(allow_untested=False)
+    assert "aiokafka 0.14.0 (tested: 0.99.0)" in str(error.value)
+    faust_internals.check_versions(allow_untested=True)  # a warning only
+    assert settings_from_values({"allow_untested_versions": "true"}, {}).allow_untested_versions

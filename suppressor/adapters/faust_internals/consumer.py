@@ -1,21 +1,7 @@
-"""Workarounds for faust-streaming 0.15.3's exactly-once mode, in one place.
+"""The consumer Faust builds, with its exactly-once and seek bugs worked around.
 
-The others live where they act: ``suppressor.adapters.sender`` (a send joins the
-transaction of its *source* record, not of its destination partition),
-``suppressor.adapters.state`` (changelog writes awaited in the record's transaction, dirty
-local state wiped, no persisted changelog offsets), ``suppressor.adapters.catalog_reader`` (a plain
-consumer instead of a GlobalTable) and ``Pipeline._first_delivery`` (a record
-delivered twice after an assignment is processed once).
-
-Ended transactions. To wait for streams to finish, at every rebalance and at a
-graceful stop, Faust commits each partition's transaction *without beginning
-the next one*, and begins them again only once the new assignment arrives. Its
-periodic commit can run in between, or a record still being processed can ack,
-and the commit then fails with ``IllegalOperation('Not in the middle of a
-transaction')``: the consumer crashes and a graceful stop exits with status 1.
-Here a commit (and every send, see ``SourceSender``) first begins the
-transaction of its transactional id when none is open; an empty transaction
-costs nothing on the broker.
+See README.md in this folder for every patch: what Faust does, the invariant kept, the
+upstream issue and the test that proves it.
 
 Commits between a record's sends and its ack. Faust commits from a timer task
 while the agent runs, and acks a record only when the agent asks for the next
@@ -66,25 +52,6 @@ made the skipped ones look processed (931 actions changed in one kill -9 run).
 Records handed on before are marked stale (the stream skips a record of
 another generation), and the fetch loop's bookkeeping of them is ignored.
 
-Queued records dropped when the flow resumes. The agent's queue is one that
-``app.flow_control.resume()`` empties, and Faust resumes it just *after* the seek
-that ends recovery, while the fetch loop (running since recovery began) has
-already handed on records read from the committed offsets: those records were
-dropped, and the fetch loop's "read up to here" lay past them, so they were never
-read again; the first processed record after the hole then left a gap that no
-ack fills, so the partition's offset never moved and, under exactly_once, its
-transaction never committed (a worker restarted while traffic arrived emitted
-nothing). Here resuming the flow keeps the queue: what came before the seek is
-marked stale (above) and skipped, what came after it is processed, in order.
-The explicit clear at the start of a rebalance is kept. And a skipped record of
-another generation (stale ones included) is not counted as acked, as Faust's
-stream does: it is read again from the committed offset, and its ack could
-otherwise let a commit pass it before its new copy is processed.
-
-Commits one partition after another. Faust commits each partition's
-transaction in turn while the agent waits (record boundary); here they run
-side by side.
-
 What is still to come (not Faust's, the clock's: ``Consumer.has_backlog``). An
 input partition with records still to come is never idle (suppressor.core.clock); that
 includes the records of a batch Faust has taken from aiokafka and not yet handed
@@ -99,58 +66,11 @@ from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-from aiokafka.producer.transaction_manager import TransactionState
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
-from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 from faust.types import TP, Message
 from faust.types.transports import TPorTopicSet
-from mode.utils.queues import FlowControlEvent
 
 log = logging.getLogger(__name__)
-
-
-class Producer(AIOKafkaProducer):
-    async def ensure_transaction(self, transactional_id: str) -> None:
-        """Begin the transaction of ``transactional_id`` if its producer has none open."""
-        producer = self._transaction_producers.get(transactional_id)
-        if producer is None:
-            return
-        async with self._trn_locks[transactional_id]:
-            if producer._txn_manager.state == TransactionState.READY:
-                await producer.begin_transaction()
-
-    async def maybe_begin_transaction(self, transactional_id: str) -> None:
-        """At a rebalance Faust begins every kept partition's transaction, open or not
-        (and logs a warning for each open one): begin only those that are not."""
-        await self.ensure_transaction(transactional_id)
-        if transactional_id not in self._transaction_producers:
-            await super().maybe_begin_transaction(transactional_id)  # a new partition
-
-    async def commit_transactions(
-        self,
-        tid_to_offset_map: Mapping[str, Mapping[TP, int]],
-        group_id: str,
-        start_new_transaction: bool = True,
-    ) -> None:
-        """Faust's, with the partitions' transactions committed side by side rather than
-        one after the other: each is a few broker round trips, and the agent waits for
-        the whole commit (record boundary), so with N partitions it waited N times."""
-
-        async def commit(transactional_id: str, offsets: Mapping[TP, int]) -> None:
-            await self.ensure_transaction(transactional_id)
-            one = {transactional_id: offsets}
-            await super(Producer, self).commit_transactions(one, group_id, start_new_transaction)
-
-        await asyncio.gather(*(commit(tid, offsets) for tid, offsets in tid_to_offset_map.items()))
-
-
-class FlowControl(FlowControlEvent):
-    """``app.flow_control``, keeping the agents' queues when the flow resumes (see above);
-    ``clear()`` at the start of a rebalance still empties them."""
-
-    def resume(self) -> None:
-        self._suspend.clear()
-        self._resume.set()
 
 
 class _ReadOffsets(defaultdict[TP, int | None]):
@@ -365,11 +285,6 @@ class Consumer(AIOKafkaConsumer):
             if self.before_commit is not None:
                 await self.before_commit()
             return await super().force_commit(topics, start_new_transaction=start_new_transaction)
-
-
-def new_producer(app: Any) -> Producer:
-    """What ``App._new_producer`` returns, with the fixed class."""
-    return Producer(app.transport, loop=app.loop, beacon=app.beacon)
 
 
 def new_consumer(app: Any) -> Consumer:

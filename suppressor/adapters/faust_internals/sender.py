@@ -27,7 +27,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from suppressor.adapters.faust_internals.consumer import Producer
+from suppressor.adapters.faust_internals.producer import Producer
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,68 @@
+"""The transactional producer Faust builds, beginning transactions only when none is open.
+
+Ended transactions. To wait for streams to finish, at every rebalance and at a
+graceful stop, Faust commits each partition's transaction *without beginning
+the next one*, and begins them again only once the new assignment arrives. Its
+periodic commit can run in between, or a record still being processed can ack,
+and the commit then fails with ``IllegalOperation('Not in the middle of a
+transaction')``: the consumer crashes and a graceful stop exits with status 1.
+Here a commit (and every send, see ``SourceSender``) first begins the
+transaction of its transactional id when none is open; an empty transaction
+costs nothing on the broker.
+
+Commits one partition after another. Faust commits each partition's
+transaction in turn while the agent waits (record boundary); here they run
+side by side.
+
+See README.md in this folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka.producer.transaction_manager import TransactionState
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
+from faust.types import TP
+
+
+class Producer(AIOKafkaProducer):
+    async def ensure_transaction(self, transactional_id: str) -> None:
+        """Begin the transaction of ``transactional_id`` if its producer has none open."""
+        producer = self._transaction_producers.get(transactional_id)
+        if producer is None:
+            return
+        async with self._trn_locks[transactional_id]:
+            if producer._txn_manager.state == TransactionState.READY:
+                await producer.begin_transaction()
+
+    async def maybe_begin_transaction(self, transactional_id: str) -> None:
+        """At a rebalance Faust begins every kept partition's transaction, open or not
+        (and logs a warning for each open one): begin only those that are not."""
+        await self.ensure_transaction(transactional_id)
+        if transactional_id not in self._transaction_producers:
+            await super().maybe_begin_transaction(transactional_id)  # a new partition
+
+    async def commit_transactions(
+        self,
+        tid_to_offset_map: Mapping[str, Mapping[TP, int]],
+        group_id: str,
+        start_new_transaction: bool = True,
+    ) -> None:
+        """Faust's, with the partitions' transactions committed side by side rather than
+        one after the other: each is a few broker round trips, and the agent waits for
+        the whole commit (record boundary), so with N partitions it waited N times."""
+
+        async def commit(transactional_id: str, offsets: Mapping[TP, int]) -> None:
+            await self.ensure_transaction(transactional_id)
+            one = {transactional_id: offsets}
+            await super(Producer, self).commit_transactions(one, group_id, start_new_transaction)
+
+        await asyncio.gather(*(commit(tid, offsets) for tid, offsets in tid_to_offset_map.items()))
+
+
+def new_producer(app: Any) -> Producer:
+    """What ``App._new_producer`` returns, with the fixed class."""
+    return Producer(app.transport, loop=app.loop, beacon=app.beacon)

@@ -1,0 +1,39 @@
+"""The patches in suppressor/adapters/faust_internals that a unit test can show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faust.transport.consumer import TransactionManager
+from faust.types import TP
+
+from suppressor.adapters.faust_internals.redelivery import Deliveries
+from suppressor.adapters.settings import settings_from_values
+
+
+def test_a_record_delivered_twice_is_processed_once() -> None:
+    deliveries = Deliveries()
+    tp = TP("events.cart", 2)
+    assert deliveries.first(tp, 10) and deliveries.first(tp, 11)
+    assert not deliveries.first(tp, 11)  # Faust's ">=" hands the last one on again
+    assert not deliveries.first(tp, 5) and deliveries.last(tp) == 11
+    deliveries.forget(tp)  # revoked: a later assignment starts again
+    assert deliveries.first(tp, 5)
+
+
+def test_the_app_mounts_none_of_fausts_pages(tmp_path: Path) -> None:
+    from suppressor.adapters.app import build_app
+
+    settings = settings_from_values({"data_dir": str(tmp_path)}, {})
+    app = build_app(settings)
+    assert app.web.blueprints._enabled == []  # no /table, /router, /graph, stats, index
+    assert not app.conf.web_tables_enabled and not app.conf.web_router_enabled
+
+
+def test_the_source_senders_transactional_id_is_fausts_format() -> None:
+    """SourceSender names the producer of a source partition as Faust's TransactionManager
+    does when it commits that partition's offsets."""
+    from suppressor.adapters.faust_internals import sender
+
+    assert TransactionManager.transactional_id_format == "{group_id}-{tpg.group}-{tpg.partition}"
+    assert 'f"{self.app.conf.id}-{group}-{source.partition}"' in Path(sender.__file__).read_text()
