@@ -31,11 +31,10 @@ from aiokafka.structs import TopicPartition as AioTP
 from rocksdict import Rdict
 
 from suppressor.adapters.partition import PartitionRuntime
-from suppressor.adapters.pipeline import output_records
 from suppressor.adapters.settings import Settings
 from suppressor.adapters.state import DeferredWrites, PartitionKV, Write
 from suppressor.core.clock import PartitionClock
-from suppressor.core.codec import event_from_wire
+from suppressor.core.codec import event_from_wire, output_records
 from suppressor.core.engine import Engine
 from suppressor.wire.events import parse_event
 from suppressor.wire.outputs import DeadLetter, SourcePosition
@@ -172,9 +171,9 @@ async def batch_loop(
                 message.topic, event_from_wire(parsed), time.monotonic(), origin
             )
             writes.add(work.state_writes)
-            for kind, key, value in output_records(work.output, policy.version):
+            for kind, key, value in output_records(work.outcome, policy.version):
                 await send(prefix + kind, value, key=key)
-            records_out += len(work.output.actions) + len(work.output.decisions)
+            records_out += len(work.outcome.actions) + len(work.outcome.decisions)
 
     async def save_states() -> None:
         """The outputs first, then the latest states that hold them, and the clocks."""

@@ -134,11 +134,10 @@ def fetch_hold(wait_s: float) -> tuple[int, int] | None:
     By default (0) the broker answers a fetch as soon as any record is there. A live
     worker then fetches a few records at a time, and each fetch (a request naming every
     partition it reads, handed from Faust's consumer thread to the agent) costs about as
-    much as the records in it: in scratch runs at 593 to 800 events/s the worker used 0.71
-    to 0.74 of a core, against 0.46 to 0.57 with ``fetch_wait`` 0.02 s. The broker then
-    holds each fetch until it has a fetch's worth of bytes or the wait is over: a record
-    is read up to ``fetch_wait`` later, and an idle worker fetches 1 / ``fetch_wait``
-    times a second (0.10 to 0.15 of a core at 0.02 s, against 0.02 to 0.03)."""
+    much as the records in it. With a wait the broker holds each fetch until it has a
+    fetch's worth of bytes or the wait is over: less CPU per event at moderate load, a
+    record read up to ``fetch_wait`` later, and an idle worker fetching 1 / ``fetch_wait``
+    times a second (BENCHMARKS.md has the figures)."""
     if wait_s <= 0:
         return None
     return FETCH_BYTES_PER_PARTITION, max(1, round(wait_s * 1000))

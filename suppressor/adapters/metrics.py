@@ -1,7 +1,7 @@
 """Prometheus metrics of a worker, on a registry of their own, served at ``/metrics``.
 
 Counting lives in the shell around the engine, never inside it: the worker calls
-``Metrics`` with what the engine returned (an ``Output``), with the events it read,
+``Metrics`` with what the engine returned (an ``Outcome``), with the events it read,
 and with the dead letters it wrote. The counters match ``suppressor.core.tally.Tally``
 one for one, so a replay's summary line and the worker's metrics agree on the
 same input (tests/unit/test_metrics.py checks it).
@@ -26,25 +26,9 @@ Besides the counters, ``bind_app`` adds, on the same registry:
 ``health`` answers the worker's ``/health`` (readiness: assigned, recovered,
 processing) and ``/health/live`` (liveness: not stalled) pages.
 
-Wiring, in the worker (one ``Metrics`` per process, bound before the worker starts)::
-
-    metrics = Metrics()
-    app = build_app(settings, MetricsObserver(metrics), policy)
-    metrics.bind_app(app, topics=topology.data_topics)
-
-    async def metrics_page(web, request):            # app.page("/metrics")
-        return web.bytes(metrics.render(), headers={"Content-Type": metrics.content_type})
-
-    async def health_page(web, request):             # app.page("/health")
-        report = metrics.health()
-        return web.json(report.body(), status=report.http_status)
-
-    async def live_page(web, request):               # app.page("/health/live")
-        report = metrics.health()
-        return web.json(report.body(), status=report.live_http_status)
-
-and, on revoked partitions, ``metrics.forget_partitions(...)``; from a timer,
-``metrics.set_users(n)`` and ``metrics.set_open_baskets(n)``.
+``suppressor.adapters.app.build_app`` creates one ``Metrics`` per app, binds it, feeds it
+through ``MetricsObserver`` and serves it on the web port; the Faust-specific reading
+(the sensor, log lines, app state) is in ``suppressor.adapters.faust_internals.sensors``.
 """
 
 from __future__ import annotations
@@ -78,7 +62,7 @@ from suppressor.adapters.faust_internals.sensors import (
     read_app,
 )
 from suppressor.core import rules
-from suppressor.core.engine import Output
+from suppressor.core.engine import Outcome
 from suppressor.wire.events import EVENT_TYPES
 from suppressor.wire.outputs import ActionKind, ReasonCode, Trigger
 
@@ -463,7 +447,7 @@ class Metrics:
         wall = self._wall() if now is None else now
         self.event_lag.observe(max(0.0, wall - event_ts_ms / 1000))
 
-    def observe_output(self, output: Output, started: float | None = None) -> None:
+    def observe_output(self, output: Outcome, started: float | None = None) -> None:
         """What the engine returned for one event or tick, once it has been sent.
 
         ``started``: ``time.monotonic()`` when the worker took the event in hand; the
@@ -671,23 +655,20 @@ class _ScrapeTimeCollector(Collector):
 
 
 class MetricsObserver:
-    """``suppressor.adapters.observe.WorkerObserver`` feeding ``Metrics``: pass it to ``build_app``.
-
-    ``on_event`` starts the decision clock of the event's partition; ``on_work`` (after
-    the sends) stops it, counts the output and sets the partition's stream time.
-    """
+    """``suppressor.adapters.observe.WorkerObserver`` feeding ``Metrics``: pass it to
+    ``build_app``. ``on_work`` (after a record's sends) counts what it caused, observes the
+    decision latency from when the record was taken in hand, and sets the partition's
+    stream time."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._started: dict[int, float] = {}
 
     def on_event(self, partition: int, event: Event, appended_at: float | None) -> None:
         self.metrics.observe_event(event.type, event.ts)
-        self._started[partition] = self.metrics._monotonic()
 
-    def on_work(self, runtime: Any, work: Any) -> None:
+    def on_work(self, runtime: Any, work: Any, started: float) -> None:
         partition = runtime.partition
-        self.metrics.observe_output(work.output, self._started.pop(partition, None))
+        self.metrics.observe_output(work.outcome, started)
         if work.unreadable:
             self.metrics.unreadable_states.inc(work.unreadable)
         self.metrics.set_stream_time(partition, work.stream_time)

@@ -13,15 +13,18 @@ from suppressor.core.model import Event
 from suppressor.wire.outputs import DeadLetter
 
 if TYPE_CHECKING:
-    from suppressor.adapters.partition import PartitionRuntime, Work
+    from suppressor.adapters.partition import PartitionRuntime, RecordOutcome
 
 
 class WorkerObserver(Protocol):
     def on_event(self, partition: int, event: Event, appended_at: float | None) -> None:
-        """A good event is about to be processed; ``appended_at``: its Kafka timestamp (s)."""
+        """A good event was processed (counted once, not when read again after a crash);
+        ``appended_at``: its Kafka timestamp (s)."""
 
-    def on_work(self, runtime: PartitionRuntime, work: Work) -> None:
-        """An event or a tick was processed: decisions, actions, late events, stream time."""
+    def on_work(self, runtime: PartitionRuntime, work: RecordOutcome, started: float) -> None:
+        """A record (an event or a tick) was processed and what it caused sent: decisions,
+        actions, late events, stream time. ``started``: monotonic seconds when the record
+        was taken in hand, before the engine ran."""
 
     def on_dead_letter(self, dead: DeadLetter) -> None:
         """A record went to the dead-letter topic."""
@@ -42,9 +45,9 @@ class BothObservers:
         self.first.on_event(partition, event, appended_at)
         self.second.on_event(partition, event, appended_at)
 
-    def on_work(self, runtime: PartitionRuntime, work: Work) -> None:
-        self.first.on_work(runtime, work)
-        self.second.on_work(runtime, work)
+    def on_work(self, runtime: PartitionRuntime, work: RecordOutcome, started: float) -> None:
+        self.first.on_work(runtime, work, started)
+        self.second.on_work(runtime, work, started)
 
     def on_dead_letter(self, dead: DeadLetter) -> None:
         self.first.on_dead_letter(dead)

@@ -1,7 +1,7 @@
 """One partition number's share of the work: its processor, its clock, its state writes.
 
 Everything here is synchronous and Kafka-free: the agent feeds it records and
-sends what it returns (``Work``), in the transaction of the record that caused it.
+sends what it returns (``RecordOutcome``), in the transaction of the record that caused it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from suppressor.adapters.state import (
     Write,
 )
 from suppressor.core.clock import PartitionClock
-from suppressor.core.engine import Engine, Output
+from suppressor.core.engine import Engine, Outcome
 from suppressor.core.model import Event
 from suppressor.core.processor import Processor
 
@@ -31,16 +31,16 @@ IDLE = Idle.IDLE
 
 
 @dataclass(slots=True)
-class Work:
+class RecordOutcome:
     """What one record caused: the engine's output and the changelog records to send."""
 
-    output: Output
+    outcome: Outcome
     stream_time: int
     state_writes: list[Write] = field(default_factory=list)
     redelivered: bool = False
     """The event was in the user's state already (read again after a crash): skipped."""
     unreadable: int = 0
-    """Stored states found undecodable since the last Work (their users start as new)."""
+    """Stored states found undecodable since the last RecordOutcome (their users start as new)."""
 
 
 class PartitionRuntime:
@@ -68,14 +68,16 @@ class PartitionRuntime:
         self._saved_snapshot = snapshot
         self.tracked_users = self.processor.rebuild_index()
 
-    def on_event(self, topic: str, event: Event, now: float, origin: Origin | None = None) -> Work:
+    def on_event(
+        self, topic: str, event: Event, now: float, origin: Origin | None = None
+    ) -> RecordOutcome:
         """An event read from input ``topic`` at ``origin`` (see UserStateStore)."""
         self.clock.observe(topic, event.ts, now)
         return self._process(event, now, origin)
 
     def on_forwarded(
         self, source: str, event: Event, now: float, origin: Origin | None = None
-    ) -> Work:
+    ) -> RecordOutcome:
         """An event another partition forwarded: only that partition's watermarks say how
         far its forwarding has got (it merges several topics), so the ts is not observed."""
         self.clock.touch(source, now)
@@ -83,7 +85,7 @@ class PartitionRuntime:
 
     def on_watermark(
         self, source: str, watermark: int | None, now: float, fresh: bool = False
-    ) -> Work:
+    ) -> RecordOutcome:
         """Everything ``source`` will still forward here has ts >= watermark (give or take
         the inputs' disorder); None: it is alive but does not know yet. ``fresh``: the
         source is live, not catching up (``Pipeline._fresh``); then its watermark keeps it in
@@ -98,7 +100,7 @@ class PartitionRuntime:
             self.clock.observe(source, watermark, now)
         return self.on_tick(now)
 
-    def on_tick(self, now: float) -> Work:
+    def on_tick(self, now: float) -> RecordOutcome:
         """Advance stream time by the wall clock (and whatever the clock learnt)."""
         stream_time = self.clock.advance(now)
         return self._work(self._advance(stream_time), stream_time)
@@ -111,7 +113,7 @@ class PartitionRuntime:
             return IDLE
         return self.clock.event_time(now, inputs)
 
-    def _process(self, event: Event, now: float, origin: Origin | None) -> Work:
+    def _process(self, event: Event, now: float, origin: Origin | None) -> RecordOutcome:
         stream_time = self.clock.advance(now)
         store = self.store
         if origin is not None and store.track_origins and not store.claim(event.user_id, origin):
@@ -122,7 +124,7 @@ class PartitionRuntime:
             output = self.processor.on_event(event, stream_time)
         return self._work(output, stream_time)
 
-    def _advance(self, stream_time: int) -> Output:
+    def _advance(self, stream_time: int) -> Outcome:
         with self.store.changing():
             return self.processor.advance_to(stream_time)
 
@@ -147,7 +149,7 @@ class PartitionRuntime:
         """An event read here that belongs to another partition still shows the topic's progress."""
         self.clock.observe(topic, ts, now)
 
-    def _work(self, output: Output, stream_time: int) -> Work:
+    def _work(self, output: Outcome, stream_time: int) -> RecordOutcome:
         store = self.store
         unreadable, store.unreadable = store.unreadable, 0
-        return Work(output, stream_time, self.users.take_writes(), unreadable=unreadable)
+        return RecordOutcome(output, stream_time, self.users.take_writes(), unreadable=unreadable)

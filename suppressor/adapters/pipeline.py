@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import faust
@@ -38,32 +38,30 @@ from suppressor.adapters.faust_internals.consumer import Consumer
 from suppressor.adapters.faust_internals.redelivery import Deliveries
 from suppressor.adapters.faust_internals.sender import SourceSender
 from suppressor.adapters.observe import WorkerObserver
-from suppressor.adapters.partition import IDLE, PartitionRuntime, Work
+from suppressor.adapters.partition import IDLE, PartitionRuntime, RecordOutcome
 from suppressor.adapters.state import UNLIMITED, DeferredWrites, Origin, PartitionKV, RocksTable
 from suppressor.adapters.stopping import STOPPER, is_fatal, is_kafka_error
 from suppressor.adapters.topology import Topology
 from suppressor.core.admission import (
     INTERNAL_ERROR,
     MAX_KEY_BYTES,
+    admit,
     describe,
     failure_dead_letter,
-    future_dead_letter,
-    key_too_large_dead_letter,
-    too_far_ahead,
     traceback_without_values,
     user_hash,
 )
 from suppressor.core.clock import PartitionClock
 from suppressor.core.codec import (
-    action_record,
-    conversion_record,
-    decision_record,
-    dumps,
-    event_from_wire,
+    ACTIONS,
+    CONVERSIONS,
+    DECISIONS,
+    dead_letter_bytes,
+    event_bytes,
+    output_records,
 )
-from suppressor.core.engine import Engine, Failure, Output
+from suppressor.core.engine import Engine, Failure
 from suppressor.core.model import Event
-from suppressor.wire.events import encode_event, parse_event
 from suppressor.wire.outputs import DeadLetter, SourcePosition
 
 log = logging.getLogger(__name__)
@@ -98,6 +96,7 @@ class Pipeline:
         self.max_state_bytes = UNLIMITED
         """The largest encoded user state the changelog takes (set at start, see
         suppressor.adapters.app)."""
+        self._started = 0.0
         self.crashed: str | None = None
         """The error class that last stopped the agent, until it processes a record again."""
         self._positions = Deliveries()
@@ -142,6 +141,7 @@ class Pipeline:
             return False
 
     async def _handle(self, message: Message) -> None:
+        self._started = self.now()  # the decision latency counts the engine's own time
         self.records += 1
         if not self._positions.first(message.tp, message.offset):
             return
@@ -152,12 +152,12 @@ class Pipeline:
         position = SourcePosition(
             topic=message.topic, partition=message.partition, offset=message.offset
         )
-        internal: Internal | None = None
+        internal: RepartitionHeaders | None = None
         if message.topic == self.topology.repartition:
             checked = _internal_headers(
                 message, self.topology.partitions, len(self.topology.inputs)
             )
-            if isinstance(checked, Internal) and checked.watermark is not None:
+            if isinstance(checked, RepartitionHeaders) and checked.watermark is not None:
                 checked = self._plausible(checked)
             if isinstance(checked, str):
                 dead = DeadLetter.of(message.value or b"", position, BAD_INTERNAL_RECORD, checked)
@@ -170,15 +170,13 @@ class Pipeline:
                 work = runtime.on_watermark(source, internal.watermark, self.now(), fresh)
                 await self._finish(message.tp, work)
                 return
-        elif message.key is not None and len(message.key) > MAX_KEY_BYTES:
-            dead = key_too_large_dead_letter(message.value or b"", position, len(message.key))
-            await self._dead_letter(message.tp, dead, None)
+        reference = None if internal is not None else self.wall_ms()
+        skew = self.engine.policy.max_future_skew
+        key = message.key if internal is None else None
+        event = admit(message.value or b"", position, reference, skew, key)
+        if isinstance(event, DeadLetter):
+            await self._dead_letter(message.tp, event, message.key)
             return
-        parsed = parse_event(message.value or b"", position)
-        if isinstance(parsed, DeadLetter):
-            await self._dead_letter(message.tp, parsed, message.key)
-            return
-        event = event_from_wire(parsed)
         if internal is not None:  # admitted by the partition that forwarded it
             source = self.topology.source(internal.source)
             work = runtime.on_forwarded(source, event, self.now(), internal.origin)
@@ -186,25 +184,18 @@ class Pipeline:
                 self.observer.on_event(message.partition, event, message.timestamp)
             await self._finish(message.tp, work, message, event)
             return
-        skew = self.engine.policy.max_future_skew
-        reference = self.wall_ms()
-        if too_far_ahead(event, reference, skew):  # it must not move stream time
-            dead = future_dead_letter(message.value or b"", position, event, reference, skew)
-            await self._dead_letter(message.tp, dead, message.key)
-            return
         owner = self.topology.partition_for(event.user_id)
         origin = (f"{self._input_index[message.topic]}.{message.partition}", message.offset)
         if owner != message.partition:
             runtime.observe_only(message.topic, event.ts, self.now())
-            value = encode_event(parsed)
-            await self._forward(message.tp, value, event.user_id, owner, origin)
+            await self._forward(message.tp, event_bytes(event), event.user_id, owner, origin)
             return
         work = runtime.on_event(message.topic, event, self.now(), origin)
         if not work.redelivered:
             self.observer.on_event(message.partition, event, message.timestamp)
         await self._finish(message.tp, work, message, event)
 
-    def _plausible(self, internal: Internal) -> Internal | str:
+    def _plausible(self, internal: RepartitionHeaders) -> RepartitionHeaders | str:
         """A watermark is bounded by the wall clock as an input event's ts is: a forged one
         far ahead would move stream time on and fire every deadline of the partition."""
         skew = self.engine.policy.max_future_skew
@@ -353,7 +344,7 @@ class Pipeline:
     async def _finish(
         self,
         source: TP,
-        work: Work,
+        work: RecordOutcome,
         message: Message | None = None,
         event: Event | None = None,
     ) -> None:
@@ -372,11 +363,11 @@ class Pipeline:
             for key, value in work.state_writes:
                 await send(source, changelog, key, value, partition)
         topics = self._output_topics
-        for kind, key, value in output_records(work.output, self.policy_version):
+        for kind, key, value in output_records(work.outcome, self.policy_version):
             await send(source, topics[kind], key, value)
-        for failure in work.output.failures:
+        for failure in work.outcome.failures:
             await self._failed(source, failure, message, event)
-        self.observer.on_work(self.runtimes[partition], work)
+        self.observer.on_work(self.runtimes[partition], work, self._started)
 
     async def before_commit(self) -> None:
         """Each partition's moved clock goes into the transaction about to commit.
@@ -452,7 +443,7 @@ BAD_INTERNAL_RECORD = "bad_internal_record"
 """Dead-letter code: a repartition-topic record whose headers this worker did not write."""
 
 
-class Internal(NamedTuple):
+class RepartitionHeaders(NamedTuple):
     """A repartition-topic record's headers: who forwarded it, and for a watermark record
     the watermark (ms, or None for unknown)."""
 
@@ -462,7 +453,7 @@ class Internal(NamedTuple):
     origin: Origin | None = None
 
 
-def _internal_headers(message: Message, partitions: int, inputs: int) -> Internal | str:
+def _internal_headers(message: Message, partitions: int, inputs: int) -> RepartitionHeaders | str:
     """The repartition topic's headers, checked (a string says what is wrong). Read on
     that topic only: on an input topic they are whatever a producer put there."""
     raw = message.headers
@@ -487,26 +478,4 @@ def _internal_headers(message: Message, partitions: int, inputs: int) -> Interna
         if index >= inputs or partition != source:
             return f"header {ORIGIN} names no input partition of {SOURCE}: {headers[ORIGIN]!r}"
         origin = (f"{index}.{partition}", offset)
-    return Internal(source, mark is not None, watermark, origin)
-
-
-ACTIONS, DECISIONS, CONVERSIONS = "actions", "decisions", "conversions"
-"""The kinds of output record ``output_records`` yields."""
-
-
-def output_records(output: Output, policy_version: str) -> Iterator[tuple[str, bytes, bytes]]:
-    """The engine's output as records: (kind, key = user id, JSON value), actions first."""
-    for action in output.actions:
-        value = dumps(action_record(action, policy_version)).encode()
-        yield ACTIONS, action.user_id.encode(), value
-    for decision in output.decisions:
-        value = dumps(decision_record(decision, policy_version)).encode()
-        yield DECISIONS, decision.user_id.encode(), value
-    for conversion in output.conversions:
-        value = dumps(conversion_record(conversion, policy_version)).encode()
-        yield CONVERSIONS, conversion.user_id.encode(), value
-
-
-def dead_letter_bytes(dead: DeadLetter) -> bytes:
-    """As replay writes its DLQ lines: compact JSON, absent positions left out."""
-    return dumps(dead.model_dump(mode="json", exclude_none=True)).encode()
+    return RepartitionHeaders(source, mark is not None, watermark, origin)

@@ -1,4 +1,11 @@
-"""Admission of a parsed event before it may move stream time: the far-future check.
+"""Admission: from raw input bytes to an event the engine may take, or a dead letter.
+
+One function for the worker and replay (``admit``): parse and validate against the wire
+contract (suppressor.wire.events), then refuse an event too far in the future, and, for a
+Kafka record, a key longer than any user id. The dead letters for events whose processing
+failed later (``failure_dead_letter``) are built here too.
+
+The far-future check.
 
 A producer with a broken clock (or a hostile one) could send an event dated next year.
 Taken as it is, it would move stream time forward and fire every pending deadline at
@@ -17,14 +24,37 @@ from __future__ import annotations
 import hashlib
 import traceback
 
-from suppressor.core.codec import dumps, event_record
+from suppressor.core.codec import dumps, event_from_wire, event_record
 from suppressor.core.engine import Failure
 from suppressor.core.model import Event
 from suppressor.core.policy import format_duration
+from suppressor.wire.events import parse_event
 from suppressor.wire.outputs import DeadLetter, SourcePosition
 from suppressor.wire.timefmt import format_ms
 
 FUTURE_TIMESTAMP = "future_timestamp"
+
+
+def admit(
+    raw: bytes,
+    source: SourcePosition,
+    reference_ms: int | None,
+    max_skew_ms: int,
+    key: bytes | None = None,
+) -> Event | DeadLetter:
+    """The event in ``raw``, or why it cannot be used. ``reference_ms``: the wall clock
+    (None: no far-future check, for an event another partition admitted already);
+    ``key``: the Kafka record's key, when there is one."""
+    if key is not None and len(key) > MAX_KEY_BYTES:
+        return key_too_large_dead_letter(raw, source, len(key))
+    parsed = parse_event(raw, source)
+    if isinstance(parsed, DeadLetter):
+        return parsed
+    event = event_from_wire(parsed)
+    if too_far_ahead(event, reference_ms, max_skew_ms):
+        assert reference_ms is not None
+        return future_dead_letter(raw, source, event, reference_ms, max_skew_ms)
+    return event
 
 
 def too_far_ahead(event: Event, reference_ms: int | None, max_skew_ms: int) -> bool:

@@ -8,12 +8,13 @@ carry nothing else, and the wire models have already dropped unknown fields.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 
 from suppressor.core.catalog import Item
-from suppressor.core.engine import ADDS_KEPT_PER_LINE
+from suppressor.core.engine import ADDS_KEPT_PER_LINE, Outcome
 from suppressor.core.model import (
     Action,
     Basket,
@@ -27,7 +28,7 @@ from suppressor.core.model import (
 from suppressor.core.policy import Policy
 from suppressor.wire import events as wire
 from suppressor.wire.catalog import CatalogItem
-from suppressor.wire.outputs import SCHEMA_VERSION
+from suppressor.wire.outputs import SCHEMA_VERSION, DeadLetter
 from suppressor.wire.timefmt import format_ms
 
 
@@ -164,6 +165,36 @@ def conversion_record(conversion: Conversion, policy_version: str) -> dict[str, 
 def dumps(record: dict[str, Any]) -> str:
     """Compact JSON, field order as built: byte-identical for identical input."""
     return _ENCODER.encode(record)
+
+
+ACTIONS, DECISIONS, CONVERSIONS = "actions", "decisions", "conversions"
+"""The kinds of output record ``output_records`` yields."""
+
+
+def output_records(outcome: Outcome, policy_version: str) -> Iterator[tuple[str, bytes, bytes]]:
+    """The engine's outcome as records: (kind, key = user id, JSON value), actions first.
+    The worker sends these bytes and replay writes them, one per line: the same bytes."""
+    for action in outcome.actions:
+        value = dumps(action_record(action, policy_version)).encode()
+        yield ACTIONS, action.user_id.encode(), value
+    for decision in outcome.decisions:
+        value = dumps(decision_record(decision, policy_version)).encode()
+        yield DECISIONS, decision.user_id.encode(), value
+    for conversion in outcome.conversions:
+        value = dumps(conversion_record(conversion, policy_version)).encode()
+        yield CONVERSIONS, conversion.user_id.encode(), value
+
+
+def dead_letter_bytes(dead: DeadLetter) -> bytes:
+    """A dead letter as the worker sends it and replay writes it: compact JSON, absent
+    positions left out."""
+    return dumps(dead.model_dump(mode="json", exclude_none=True)).encode()
+
+
+def event_bytes(event: Event) -> bytes:
+    """An event in its wire form (the fields the engine keeps): what the worker forwards to
+    the partition that owns the user, so nothing else a producer added is copied."""
+    return dumps(event_record(event)).encode()
 
 
 # --- user state <-> bytes (the table's value) -------------------------------------

@@ -56,7 +56,7 @@ class Failure:
 
 
 @dataclass(slots=True)
-class Output:
+class Outcome:
     decisions: list[Decision] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     late_events: int = 0
@@ -64,7 +64,7 @@ class Output:
     conversions: list[Conversion] = field(default_factory=list)  # attribution windows closed
     failures: list[Failure] = field(default_factory=list)
 
-    def merge(self, other: Output) -> None:
+    def merge(self, other: Outcome) -> None:
         self.decisions += other.decisions
         self.actions += other.actions
         self.late_events += other.late_events
@@ -73,14 +73,25 @@ class Output:
         self.failures += other.failures
 
 
-@dataclass(slots=True)
-class Step:
-    """What one call produced. `state` is None when nothing is left to keep (erased)."""
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What the pure API returns: the new state (None when nothing is left to keep, after a
+    `forget`) and the outcome of getting there."""
 
     state: UserState | None
-    decisions: list[Decision]
-    actions: list[Action]
-    late: bool
+    outcome: Outcome
+
+    @property
+    def decisions(self) -> list[Decision]:
+        return self.outcome.decisions
+
+    @property
+    def actions(self) -> list[Action]:
+        return self.outcome.actions
+
+    @property
+    def late(self) -> bool:
+        return self.outcome.late_events > 0
 
 
 class Engine:
@@ -92,21 +103,21 @@ class Engine:
 
     # --- the pure API ------------------------------------------------------------
 
-    def decide(self, state: UserState | None, event: Event, stream_time: int) -> Step:
-        out = Output()
+    def decide(self, state: UserState | None, event: Event, stream_time: int) -> Decided:
+        out = Outcome()
         fresh = UserState(user_id=event.user_id) if state is None else state.copy()
         new = self.ingest_in_place(fresh, event, stream_time, out)
-        return Step(new, out.decisions, out.actions, out.late_events > 0)
+        return Decided(new, out)
 
-    def tick(self, state: UserState, stream_time: int) -> Step:
-        out = Output()
+    def tick(self, state: UserState, stream_time: int) -> Decided:
+        out = Outcome()
         new = self.advance_in_place(state.copy(), stream_time - self.policy.grace, out)
-        return Step(new, out.decisions, out.actions, False)
+        return Decided(new, out)
 
-    def flush(self, state: UserState) -> Step:
-        out = Output()
+    def flush(self, state: UserState) -> Decided:
+        out = Outcome()
         new = self.flush_in_place(state.copy(), out)
-        return Step(new, out.decisions, out.actions, False)
+        return Decided(new, out)
 
     def due(self, state: UserState | None) -> int | None:
         """The stream time at which `tick` has work to do for this state, if any."""
@@ -122,7 +133,7 @@ class Engine:
     # --- in place, on a state the caller owns --------------------------------------
 
     def ingest_in_place(
-        self, state: UserState, event: Event, stream_time: int, out: Output
+        self, state: UserState, event: Event, stream_time: int, out: Outcome
     ) -> UserState | None:
         watermark = stream_time - self.policy.grace
         if event.ts < watermark:
@@ -136,7 +147,7 @@ class Engine:
         current = self.advance_in_place(state, watermark, out)
         return current if current is None else self._bound_held(current, out)
 
-    def _bound_held(self, state: UserState, out: Output) -> UserState | None:
+    def _bound_held(self, state: UserState, out: Outcome) -> UserState | None:
         """Held events over `state_limits` (count or bytes): the oldest are applied now, as
         if stream time had passed them, deadlines up to them first. One id shared by many
         people keeps a bounded buffer; a later event older than those is then applied after
@@ -147,7 +158,7 @@ class Engine:
             current = self.advance_in_place(current, current.pending[0].ts + 1, out)
         return current
 
-    def advance_in_place(self, state: UserState, watermark: int, out: Output) -> UserState | None:
+    def advance_in_place(self, state: UserState, watermark: int, out: Outcome) -> UserState | None:
         """Apply every event and fire every deadline the watermark has passed, in time order.
 
         Returns None when nothing is left to keep: a forget was the last thing applied
@@ -166,14 +177,16 @@ class Engine:
             else:
                 return None if blank and not pending else state
 
-    def _apply_guarded(self, state: UserState, event: Event, out: Output) -> tuple[UserState, bool]:
+    def _apply_guarded(
+        self, state: UserState, event: Event, out: Outcome
+    ) -> tuple[UserState, bool]:
         """`_apply` on a copy: should it raise (a bug), the event is left out, reported in
         `out.failures` for the shell to dead-letter, and the state stays as it was, so one
         bad event can never wedge a user (held, it would fail again at every later one).
         True with the new state when it was applied."""
         trial = state.copy()
         trial.pending = state.pending  # the caller's buffer: the event is already off it
-        step = Output()
+        step = Outcome()
         try:
             new = self._apply(trial, event, step)
         except Exception as error:
@@ -182,12 +195,12 @@ class Engine:
         out.merge(step)
         return new, True
 
-    def _fire_timer_guarded(self, state: UserState, at: int, out: Output) -> None:
+    def _fire_timer_guarded(self, state: UserState, at: int, out: Outcome) -> None:
         """`_fire_timer`, and should it raise (a bug), the timer is dropped (a basket keeps
         its items but its reminder is not sent; an attribution window writes no record)."""
         trial = state.copy()
         trial.pending = state.pending  # untouched by timers: the caller's list stays its own
-        step = Output()
+        step = Outcome()
         try:
             self._fire_timer(trial, at, step)
         except Exception as error:
@@ -201,7 +214,7 @@ class Engine:
             setattr(state, name, getattr(trial, name))
         out.merge(step)
 
-    def flush_in_place(self, state: UserState, out: Output) -> UserState | None:
+    def flush_in_place(self, state: UserState, out: Outcome) -> UserState | None:
         """End of input: apply every held event (no later data can come)."""
         if not state.pending:
             return state
@@ -209,7 +222,7 @@ class Engine:
 
     # --- events ----------------------------------------------------------------------
 
-    def _apply(self, state: UserState, event: Event, out: Output) -> UserState:
+    def _apply(self, state: UserState, event: Event, out: Outcome) -> UserState:
         if event.type == "forget":
             out.erased.add(state.user_id)
             return UserState(user_id=state.user_id, pending=state.pending)
@@ -217,14 +230,14 @@ class Engine:
         handler(self, state, event, out)
         return state
 
-    def _browse(self, state: UserState, event: Event, out: Output) -> None:
+    def _browse(self, state: UserState, event: Event, out: Outcome) -> None:
         item = event.item_id or ""
         if state.last_browse is None or event.ts - state.last_browse > self.policy.session_gap:
             self._suppress(state, out, "browse_nudge", "browse_nudge", event, (item,))
         state.last_browse = max(event.ts, state.last_browse or event.ts)
         self._product_ad(state, out, event, item)
 
-    def _cart(self, state: UserState, event: Event, out: Output) -> None:
+    def _cart(self, state: UserState, event: Event, out: Outcome) -> None:
         item = event.item_id or ""
         limits = self.policy.state_limits
         if event.action == "add":
@@ -238,7 +251,7 @@ class Engine:
             state.basket = _remove_from_basket(state.basket, {item}, bought=False)
             self._end_episode_if_empty(state, event, out)
 
-    def _purchase(self, state: UserState, event: Event, out: Output) -> None:
+    def _purchase(self, state: UserState, event: Event, out: Outcome) -> None:
         bought = dict.fromkeys(event.items)
         if state.watching:
             state.watching = _attribute(state.watching, bought.keys(), event.ts)
@@ -264,7 +277,7 @@ class Engine:
             dimension = "travel_history" if travel else "purchase_history"
             self._similar_item(state, out, event, item_id, dimension)
 
-    def _review(self, state: UserState, event: Event, out: Output) -> None:
+    def _review(self, state: UserState, event: Event, out: Outcome) -> None:
         item, rating = event.item_id or "", event.rating or 3
         reviewed = self.catalog.get(item)
         limits = self.policy.state_limits
@@ -276,7 +289,7 @@ class Engine:
         elif rating <= 2:
             state.ruled_out = with_added(state.ruled_out, (item,), limits.ruled_out_items)
 
-    def _consent(self, state: UserState, event: Event, out: Output) -> None:
+    def _consent(self, state: UserState, event: Event, out: Outcome) -> None:
         if event.basket_recovery is not None:
             state.consent_basket = event.basket_recovery
         if event.similar_item is not None:
@@ -287,14 +300,14 @@ class Engine:
 
     # --- triggers --------------------------------------------------------------------
 
-    def _product_ad(self, state: UserState, out: Output, event: Event, item: str) -> None:
+    def _product_ad(self, state: UserState, out: Outcome, event: Event, item: str) -> None:
         reason = None
         if state.visited or state.purchased or state.owned_one_off or state.ruled_out:
             reason = rules.first_reason(rules.PRODUCT_AD_REASONS, state, self.catalog, item)
         self._suppress(state, out, "product_ad", reason or "product_ad", event, (item,))
 
     def _similar_item(
-        self, state: UserState, out: Output, event: Event, seed: str, dimension: str
+        self, state: UserState, out: Outcome, event: Event, seed: str, dimension: str
     ) -> None:
         chosen: list[str] = []
         excluded: dict[str, str] = {}
@@ -317,14 +330,14 @@ class Engine:
         )
         self._decide(state, out, proposal, tuple(excluded.items()), discriminator=seed)
 
-    def _fire_timer(self, state: UserState, at: int, out: Output) -> None:
+    def _fire_timer(self, state: UserState, at: int, out: Outcome) -> None:
         """A basket deadline comes before an attribution window closing at the same time."""
         if state.basket is not None and state.basket.deadline == at:
             self._fire_basket(state, at, out)
         else:
             self._close_window(state, out)
 
-    def _close_window(self, state: UserState, out: Output) -> None:
+    def _close_window(self, state: UserState, out: Outcome) -> None:
         watch, state.watching = state.watching[0], state.watching[1:]
         conversion_id = stable_id(state.user_id, "conversion", watch.action_id)
         out.conversions.append(
@@ -340,7 +353,7 @@ class Engine:
             )
         )
 
-    def _fire_basket(self, state: UserState, deadline: int, out: Output) -> None:
+    def _fire_basket(self, state: UserState, deadline: int, out: Outcome) -> None:
         basket = state.basket
         assert basket is not None
         # Items and sources in a canonical order (not add order): a late add, applied out of
@@ -359,7 +372,7 @@ class Engine:
             basket = state.basket = _reminded(basket)
         state.basket = _rearm(basket, None)
 
-    def _end_episode_if_empty(self, state: UserState, event: Event, out: Output) -> None:
+    def _end_episode_if_empty(self, state: UserState, event: Event, out: Outcome) -> None:
         basket = state.basket
         if basket is None or basket.items:
             return
@@ -373,7 +386,7 @@ class Engine:
     def _decide(
         self,
         state: UserState,
-        out: Output,
+        out: Outcome,
         proposal: Proposal,
         excluded: tuple[tuple[str, str], ...],
         discriminator: str,
@@ -441,7 +454,7 @@ class Engine:
     def _suppress(
         self,
         state: UserState,
-        out: Output,
+        out: Outcome,
         trigger: Trigger,
         reason: str,
         event: Event,

@@ -12,7 +12,7 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-from suppressor.core.engine import Engine, Failure, Output
+from suppressor.core.engine import Engine, Failure, Outcome
 from suppressor.core.model import Event, UserState
 
 
@@ -103,7 +103,7 @@ class Processor:
     One user's failure never stops the others: each user's step works on a copy of the
     stored state, and when it raises (a bug, or a state the store refuses to write) the
     stored state stays as it was, nothing that step produced is output, and the failure
-    is reported in `Output.failures` for the shell to dead-letter and count."""
+    is reported in `Outcome.failures` for the shell to dead-letter and count."""
 
     def __init__(self, engine: Engine, store: StateStore) -> None:
         self.engine = engine
@@ -112,25 +112,25 @@ class Processor:
         self.users = 0
         self.open_baskets = 0
 
-    def on_event(self, event: Event, stream_time: int) -> Output:
-        out = Output()
+    def on_event(self, event: Event, stream_time: int) -> Outcome:
+        out = Outcome()
         engine = self.engine
 
-        def ingest(state: UserState, step: Output) -> UserState | None:
+        def ingest(state: UserState, step: Outcome) -> UserState | None:
             return engine.ingest_in_place(state, event, stream_time, step)
 
         self._step(event.user_id, ingest, out, event)
         self._fire_due(stream_time, out)
         return out
 
-    def advance_to(self, stream_time: int) -> Output:
-        out = Output()
+    def advance_to(self, stream_time: int) -> Outcome:
+        out = Outcome()
         self._fire_due(stream_time, out)
         return out
 
-    def flush(self) -> Output:
+    def flush(self) -> Outcome:
         """End of input: apply every held event, user by user in id order."""
-        out = Output()
+        out = Outcome()
         for user_id in self.index.users():
             state = self.store.get(user_id)
             if state is not None and state.pending:
@@ -146,11 +146,11 @@ class Processor:
             self._count(state)
         return len(self.index)
 
-    def _fire_due(self, stream_time: int, out: Output) -> None:
+    def _fire_due(self, stream_time: int, out: Outcome) -> None:
         watermark = stream_time - self.engine.policy.grace
         engine = self.engine
 
-        def advance(state: UserState, step: Output) -> UserState | None:
+        def advance(state: UserState, step: Outcome) -> UserState | None:
             return engine.advance_in_place(state, watermark, step)
 
         for user_id in self.index.pop_due(stream_time):
@@ -159,8 +159,8 @@ class Processor:
     def _step(
         self,
         user_id: str,
-        apply: Callable[[UserState, Output], UserState | None],
-        out: Output,
+        apply: Callable[[UserState, Outcome], UserState | None],
+        out: Outcome,
         event: Event | None = None,
     ) -> None:
         """One user's step on a copy of their state, saved; on failure nothing changes (a
@@ -169,7 +169,7 @@ class Processor:
         if stored is None and event is None:
             return
         state = UserState(user_id=user_id) if stored is None else stored.copy()
-        step = Output()
+        step = Outcome()
         try:
             new = apply(state, step)
             self._save(user_id, new, step)
@@ -183,7 +183,7 @@ class Processor:
         self._count(new)
         out.merge(step)
 
-    def _save(self, user_id: str, state: UserState | None, out: Output) -> None:
+    def _save(self, user_id: str, state: UserState | None, out: Outcome) -> None:
         if user_id in out.erased:
             self.store.delete(user_id)  # a tombstone first: erasure must reach the changelog
         if state is None:

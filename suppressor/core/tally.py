@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from suppressor.core.engine import Output
+from suppressor.core.engine import Outcome
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Tally:
     # attribution: (kind, "treated" | "holdout", converted) -> closed windows
     conversions: Counter[tuple[str, str, bool]] = field(default_factory=Counter)
 
-    def count_output(self, out: Output) -> None:
+    def count_output(self, out: Outcome) -> None:
         for action in out.actions:
             self.actions[action.kind] += 1
         for decision in out.decisions:

@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from suppressor.adapters.kafka_replay import (
     add_kafka_arguments,
@@ -19,7 +19,7 @@ from suppressor.core.catalog import Catalog
 from suppressor.core.errors import SuppressorError
 from suppressor.core.policy import Policy, load_policy
 from suppressor.core.replay.compare import compare, print_report
-from suppressor.core.replay.files import dead_letter_line, load_catalog, numbered_lines, open_input
+from suppressor.core.replay.files import load_catalog, numbered_lines, open_input
 from suppressor.core.replay.report import print_report as print_conversion_report
 from suppressor.core.replay.run import FileSink, Progress, replay
 from suppressor.wire.outputs import DeadLetter, SourcePosition
@@ -154,15 +154,14 @@ def _replay_to_outputs(
     size: int | None,
 ) -> int:
     with (
-        _output(args.actions, sys.stdout) as actions,
-        _output(args.decisions) as decisions,
-        _output(args.dlq) as dlq,
-        _output(args.conversions) as conversions,
+        _binary_output(args.actions, sys.stdout.buffer) as actions,
+        _binary_output(args.decisions) as decisions,
+        _binary_output(args.dlq) as dlq,
+        _binary_output(args.conversions) as conversions,
     ):
-        for dead in bad_catalog:
-            if dlq is not None:
-                dlq.write(dead_letter_line(dead) + "\n")
         sink = FileSink(actions, decisions, dlq, conversions)
+        for dead in bad_catalog:
+            sink.dead_letter(dead)
         tally = replay(
             lines,
             policy,
@@ -200,6 +199,21 @@ def _run_compare(args: argparse.Namespace, policy_a: Policy, catalog: Catalog) -
     with _output(args.diff) as diff:
         print_report(result, name_a, name_b, sys.stdout, diff)
     return 0
+
+
+@contextlib.contextmanager
+def _binary_output(path: str | None, default: BinaryIO | None = None) -> Iterator[BinaryIO | None]:
+    if path is None:
+        yield default
+        if default is not None:
+            default.flush()
+        return
+    try:
+        handle = open(path, "wb")  # noqa: SIM115
+    except OSError as error:
+        raise SuppressorError(f"{path}: cannot write: {error.strerror}") from None
+    with handle:
+        yield handle
 
 
 @contextlib.contextmanager

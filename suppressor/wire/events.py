@@ -8,7 +8,6 @@ output.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -24,7 +23,7 @@ from pydantic import (
 )
 
 from suppressor.wire.outputs import DeadLetter, SourcePosition
-from suppressor.wire.timefmt import format_ms, parse_rfc3339, to_ms
+from suppressor.wire.timefmt import parse_rfc3339, to_ms
 
 MAX_EVENT_BYTES = 64 * 1024
 """Records larger than this go to the dead-letter output as `too_large`."""
@@ -148,11 +147,3 @@ def parse_event(raw: bytes, source: SourcePosition) -> Event | DeadLetter:
         return DeadLetter.of(raw, source, code, message)
     except (ValueError, RecursionError) as error:  # e.g. absurd nesting
         return DeadLetter.of(raw, source, "not_json", f"not usable JSON: {type(error).__name__}")
-
-
-def encode_event(event: Event) -> bytes:
-    """The wire form of a parsed event: only the fields the schema knows (whatever else
-    the producer sent is gone), ``ts`` as RFC 3339. ``parse_event`` reads it back equal."""
-    fields = event.model_dump(mode="json", exclude_none=True)
-    fields["ts"] = format_ms(event.ts)
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suppressor.core.catalog import Catalog, Item
-from suppressor.core.engine import Engine, Output
+from suppressor.core.engine import Engine, Outcome
 from suppressor.core.model import Action, Conversion, Decision, Event
 from suppressor.core.policy import Policy, policy_from_mapping
 from suppressor.core.processor import DictStore, Processor
@@ -178,7 +178,7 @@ class Run:
     conversions: list[Conversion] = field(default_factory=list)
     stream_time: int | None = None
 
-    def take(self, out: Output) -> Output:
+    def take(self, out: Outcome) -> Outcome:
         self.decisions += out.decisions
         self.actions += out.actions
         self.late_events += out.late_events

@@ -29,7 +29,7 @@ from suppressor.adapters.metrics import (
     judge_health,
 )
 from suppressor.core.codec import event_from_wire
-from suppressor.core.engine import Output
+from suppressor.core.engine import Outcome
 from suppressor.core.policy import load_policy
 from suppressor.core.replay.files import load_catalog, numbered_lines
 from suppressor.core.replay.run import replay
@@ -88,7 +88,7 @@ class MetricsSink:
 
     metrics: Metrics
 
-    def write(self, out: Output, policy_version: str) -> None:
+    def write(self, out: Outcome, policy_version: str) -> None:
         self.metrics.observe_output(out, started=self.metrics._monotonic())
 
     def dead_letter(self, dead: DeadLetter) -> None:
@@ -239,9 +239,9 @@ def test_event_lag_and_decision_latency() -> None:
     clock.mono += 0.003
     from tests.unit.conftest import browse, run
 
-    out = Output(decisions=run(browse("ams")).decisions)
+    out = Outcome(decisions=run(browse("ams")).decisions)
     metrics.observe_output(out, started)
-    metrics.observe_output(Output(), started)  # no decisions: no latency sample
+    metrics.observe_output(Outcome(), started)  # no decisions: no latency sample
     found = samples(metrics)
     assert found["suppressor_event_lag_seconds_count", ()] == 2
     assert found["suppressor_event_lag_seconds_sum", ()] == pytest.approx(10.0)
@@ -285,15 +285,20 @@ def test_worker_observer_adapter() -> None:
         processor: Any
 
     @dataclass
-    class Work:
-        output: Output
+    class RecordOutcome:
+        outcome: Outcome
         stream_time: int
         unreadable: int = 0
 
     for event in events:
         observer.on_event(2, event, None)
     runtime = Runtime(2, result.processor)
-    observer.on_work(runtime, Work(Output(result.decisions, result.actions), events[-1].ts))
+    started = metrics._monotonic() - 0.003  # the record taken in hand 3 ms ago
+    observer.on_work(
+        runtime, RecordOutcome(Outcome(result.decisions, result.actions), events[-1].ts), started
+    )
+    assert samples(metrics)["suppressor_decision_seconds_count", ()] == 1
+    assert samples(metrics)["suppressor_decision_seconds_sum", ()] >= 0.003
     assert samples(metrics)["suppressor_users", ()] == result.processor.users == 1
     observer.on_dead_letter(
         DeadLetter(
@@ -453,7 +458,7 @@ def test_health_of_a_bound_app_reads_assignment_recovery_and_progress() -> None:
         assert metrics.health().status == "ok"
         clock.mono += 61
         assert metrics.health().status == "stalled"
-        metrics.observe_output(Output())
+        metrics.observe_output(Outcome())
         health = metrics.health()
         assert (health.status, health.assigned_partitions, health.processing) == ("ok", (1,), True)
         clock.mono += 61

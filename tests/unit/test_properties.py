@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from suppressor.core.codec import action_record
-from suppressor.core.engine import Engine, Output
+from suppressor.core.engine import Engine, Outcome
 from suppressor.core.model import Action, Event, UserState
 from suppressor.core.policy import Policy
 from suppressor.core.processor import DictStore, Processor
@@ -137,11 +137,11 @@ class RecordingEngine(Engine):
         super().__init__(policy_, CATALOG)
         self.log: list[tuple[str, Any]] = []
 
-    def _apply(self, state: UserState, event: Event, out: Output) -> UserState:
+    def _apply(self, state: UserState, event: Event, out: Outcome) -> UserState:
         self.log.append(("event", event))
         return super()._apply(state, event, out)
 
-    def _decide(self, state: UserState, out: Output, *args: Any, **kwargs: Any) -> bool:
+    def _decide(self, state: UserState, out: Outcome, *args: Any, **kwargs: Any) -> bool:
         emitted = super()._decide(state, out, *args, **kwargs)
         if emitted:
             self.log.append(("action", out.actions[-1]))
@@ -324,9 +324,9 @@ def test_after_forget_nothing_fires_for_what_came_before(
 
 
 def replay_text(events: list[Event], pol: Policy, until: int | None = None) -> tuple[str, str]:
-    actions, decisions = io.StringIO(), io.StringIO()
+    actions, decisions = io.BytesIO(), io.BytesIO()
     replay(numbered(jsonl(events)), pol, CATALOG, FileSink(actions, decisions), until=until)
-    return actions.getvalue(), decisions.getvalue()
+    return actions.getvalue().decode(), decisions.getvalue().decode()
 
 
 def by_user(text: str) -> dict[str, list[str]]:
@@ -461,7 +461,7 @@ def test_no_input_line_can_crash_the_replay(
 ) -> None:
     valid = [json.dumps(wire(e)).encode() for e in merged(good, [])]
     numbered_lines = list(enumerate(valid + lines, start=1))
-    actions, decisions, dlq = io.StringIO(), io.StringIO(), io.StringIO()
+    actions, decisions, dlq = io.BytesIO(), io.BytesIO(), io.BytesIO()
     tally = replay(
         numbered_lines,
         pol,
@@ -472,9 +472,9 @@ def test_no_input_line_can_crash_the_replay(
     )
     assert sum(tally.events.values()) + sum(tally.dlq.values()) == len(numbered_lines)
     assert sum(tally.events.values()) >= len(valid)
-    for line in dlq.getvalue().splitlines():
+    for line in dlq.getvalue().decode().splitlines():
         outputs.DeadLetter.model_validate_json(line)
-    for line in actions.getvalue().splitlines():
+    for line in actions.getvalue().decode().splitlines():
         outputs.Action.model_validate_json(line)
-    for line in decisions.getvalue().splitlines():
+    for line in decisions.getvalue().decode().splitlines():
         outputs.Decision.model_validate_json(line)

@@ -77,7 +77,7 @@ class _Worker:
 
     def read(self, offset: int, event: Event) -> None:
         work = self.runtime.on_event(TOPIC, event, 0.0, ("0.0", offset))
-        self.actions += [action.action_id for action in work.output.actions]
+        self.actions += [action.action_id for action in work.outcome.actions]
         self.skipped += work.redelivered
 
     def commit(self) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:

@@ -35,9 +35,9 @@ its committed offset, but its fetch loop goes on handing on the batch it had
 fetched before (or while) the seek ran, and records the offsets it hands on:
 the re-fetched records then look already read and are dropped, or the jump
 from the committed offset to the stale batch counts as a gap that is marked
-acked and committed. Records were lost after a restart (in about 3 kill -9
-runs of 5 here). Faust's seek is not atomic either (aiokafka asks the broker for
-one partition's committed offset at a time and seeks it at once), so no moment
+acked and committed: records lost after a restart. Faust's seek is not atomic
+either (aiokafka asks the broker for one partition's committed offset at a time and
+seeks it at once), so no moment
 on the event loop separates records fetched before it from those fetched after;
 telling them apart by timing lost good records twice (a restarted worker never
 read some inputs again). Here, after Faust's seek, every stream partition is
@@ -241,8 +241,7 @@ class Consumer(AIOKafkaConsumer):
         position is past all of them at once. Counting handed-on records only, such a
         partition looked caught up while most of its records still waited in the batch,
         was left out of stream time as idle, and those records then came late (the fault
-        suite's burst scenario: 400 to 2,000 late events and up to 104 actions unlike
-        replay's, in 4 runs of 10)."""
+        suite's burst scenario shows it)."""
         taken = self._taken.get(tp)
         if taken is not None and (processed is None or taken > processed):
             return True

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from suppressor.core.catalog import Catalog
-from suppressor.core.engine import Output
+from suppressor.core.engine import Outcome
 from suppressor.core.policy import Policy
 from suppressor.core.replay.run import replay
 from suppressor.core.tally import Tally
@@ -22,7 +22,7 @@ class ActionsByUser:
 
     by_user: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
-    def write(self, out: Output, policy_version: str) -> None:
+    def write(self, out: Outcome, policy_version: str) -> None:
         for action in out.actions:
             self.by_user[action.user_id].add(action.action_id)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,7 +53,3 @@ def load_catalog(path: str | None) -> tuple[Catalog, list[DeadLetter]]:
             except (ValueError, RecursionError):
                 dead.append(DeadLetter.of(line, where, "not_json", "not usable JSON"))
     return catalog, dead
-
-
-def dead_letter_line(dead: DeadLetter) -> str:
-    return json.dumps(dead.model_dump(mode="json", exclude_none=True), separators=(",", ":"))

@@ -10,65 +10,59 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol, TextIO
+from typing import BinaryIO, Protocol, TextIO
 
-from suppressor.core.admission import failure_dead_letter, future_dead_letter, too_far_ahead
+from suppressor.core.admission import admit, failure_dead_letter
 from suppressor.core.catalog import Catalog
 from suppressor.core.codec import (
-    action_record,
-    conversion_record,
-    decision_record,
-    dumps,
-    event_from_wire,
+    ACTIONS,
+    CONVERSIONS,
+    DECISIONS,
+    dead_letter_bytes,
+    output_records,
 )
-from suppressor.core.engine import Engine, Output
+from suppressor.core.engine import Engine, Outcome
 from suppressor.core.policy import Policy
 from suppressor.core.processor import DictStore, Processor
-from suppressor.core.replay.files import dead_letter_line
 from suppressor.core.tally import Tally
-from suppressor.wire.events import DeadLetter, parse_event
-from suppressor.wire.outputs import SourcePosition
+from suppressor.wire.outputs import DeadLetter, SourcePosition
 
 
 class Sink(Protocol):
-    def write(self, out: Output, policy_version: str) -> None: ...
+    def write(self, out: Outcome, policy_version: str) -> None: ...
     def dead_letter(self, dead: DeadLetter) -> None: ...
 
 
 @dataclass
 class FileSink:
-    """Writes actions, decisions and dead letters as JSON lines (any of them may be None)."""
+    """Writes actions, decisions, conversions and dead letters as JSON lines, the bytes the
+    worker sends to its topics (``output_records``); any of the files may be None."""
 
-    actions: TextIO | None
-    decisions: TextIO | None = None
-    dlq: TextIO | None = None
-    conversions: TextIO | None = None
+    actions: BinaryIO | None
+    decisions: BinaryIO | None = None
+    dlq: BinaryIO | None = None
+    conversions: BinaryIO | None = None
 
-    def write(self, out: Output, policy_version: str) -> None:
-        if self.actions is not None:
-            for action in out.actions:
-                self.actions.write(dumps(action_record(action, policy_version)) + "\n")
-        if self.decisions is not None:
-            for decision in out.decisions:
-                self.decisions.write(dumps(decision_record(decision, policy_version)) + "\n")
-        if self.conversions is not None:
-            for conversion in out.conversions:
-                record = conversion_record(conversion, policy_version)
-                self.conversions.write(dumps(record) + "\n")
+    def write(self, out: Outcome, policy_version: str) -> None:
+        files = {ACTIONS: self.actions, DECISIONS: self.decisions, CONVERSIONS: self.conversions}
+        for kind, _, value in output_records(out, policy_version):
+            target = files[kind]
+            if target is not None:
+                target.write(value + b"\n")
 
     def dead_letter(self, dead: DeadLetter) -> None:
         if self.dlq is not None:
-            self.dlq.write(dead_letter_line(dead) + "\n")
+            self.dlq.write(dead_letter_bytes(dead) + b"\n")
 
 
 @dataclass
 class CollectingSink:
     """Keeps the engine's values in memory (what-if comparisons, tests)."""
 
-    outputs: list[Output] = field(default_factory=list)
+    outputs: list[Outcome] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
-    def write(self, out: Output, policy_version: str) -> None:
+    def write(self, out: Outcome, policy_version: str) -> None:
         self.outputs.append(out)
 
     def dead_letter(self, dead: DeadLetter) -> None:
@@ -127,16 +121,10 @@ def replay(
             where = number
         else:
             where = SourcePosition(file=source_name, line=number)
-        parsed = parse_event(raw, where)
-        if isinstance(parsed, DeadLetter):
-            tally.dlq[parsed.error_code] += 1
-            sink.dead_letter(parsed)
-            continue
-        event = event_from_wire(parsed)
-        if too_far_ahead(event, reference, policy.max_future_skew):
-            dead = future_dead_letter(raw, where, event, reference, policy.max_future_skew)
-            tally.dlq[dead.error_code] += 1
-            sink.dead_letter(dead)
+        event = admit(raw, where, reference, policy.max_future_skew)
+        if isinstance(event, DeadLetter):
+            tally.dlq[event.error_code] += 1
+            sink.dead_letter(event)
             continue
         tally.events[event.type] += 1
         stream_time = event.ts if stream_time is None else max(stream_time, event.ts)
@@ -154,7 +142,7 @@ def replay(
 
 
 def _emit(
-    out: Output,
+    out: Outcome,
     sink: Sink,
     tally: Tally,
     version: str,
