@@ -24,8 +24,8 @@ from suppressor.core.model import Event
 from suppressor.core.policy import Policy
 from suppressor.core.processor import DictStore, Processor
 from suppressor.core.replay.files import load_catalog
-from suppressor.wire.events import DeadLetter, parse_event
-from suppressor.wire.outputs import SourcePosition
+from suppressor.wire.events import parse_event
+from suppressor.wire.outputs import DeadLetter, SourcePosition
 
 
 def read_events(path: Path) -> list[Event]:

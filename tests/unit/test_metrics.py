@@ -34,8 +34,8 @@ from suppressor.core.policy import load_policy
 from suppressor.core.replay.files import load_catalog, numbered_lines
 from suppressor.core.replay.run import replay
 from suppressor.core.tally import Tally
-from suppressor.wire.events import EVENT_TYPES, DeadLetter, parse_event
-from suppressor.wire.outputs import SourcePosition
+from suppressor.wire.events import EVENT_TYPES, parse_event
+from suppressor.wire.outputs import DeadLetter, SourcePosition
 from suppressor.wire.timefmt import parse_to_ms
 
 REPO = Path(__file__).resolve().parents[2]
