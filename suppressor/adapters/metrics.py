@@ -297,7 +297,7 @@ class Metrics:
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._lock = threading.Lock()
         self._stream_time: dict[int, float] = {}
-        self._state_counts: dict[int, tuple[int, int]] = {}
+        self._state_counts: dict[int, tuple[int, int, int]] = {}
         self._last_progress: float | None = None
         self._app: Any = None
         self._topics: frozenset[str] | None = None
@@ -391,6 +391,12 @@ class Metrics:
         self.open_baskets = Gauge(
             "suppressor_open_baskets",
             "Baskets with a pending recovery deadline on this worker's partitions",
+            registry=r,
+        )
+        self.pending_similar = Gauge(
+            "suppressor_pending_similar_items",
+            "Users with a similar-item message pending (due similar_after after its first "
+            "seed) on this worker's partitions",
             registry=r,
         )
         self.last_progress = Gauge(
@@ -513,15 +519,20 @@ class Metrics:
                 self._state_counts.pop(int(partition), None)
             self._publish_state_counts()
 
-    def set_partition_state(self, partition: int, users: int, open_baskets: int) -> None:
-        """A partition's users and armed basket reminders; the gauges show this worker's sum."""
+    def set_partition_state(
+        self, partition: int, users: int, open_baskets: int, pending_similar: int = 0
+    ) -> None:
+        """A partition's users, armed basket reminders and pending similar items; the gauges
+        show this worker's sum."""
         with self._lock:
-            self._state_counts[int(partition)] = (users, open_baskets)
+            self._state_counts[int(partition)] = (users, open_baskets, pending_similar)
             self._publish_state_counts()
 
     def _publish_state_counts(self) -> None:
-        self.users.set(sum(users for users, _ in self._state_counts.values()))
-        self.open_baskets.set(sum(baskets for _, baskets in self._state_counts.values()))
+        counts = self._state_counts.values()
+        self.users.set(sum(users for users, _, _ in counts))
+        self.open_baskets.set(sum(baskets for _, baskets, _ in counts))
+        self.pending_similar.set(sum(similar for _, _, similar in counts))
 
     def set_users(self, n: int) -> None:
         self.users.set(n)
@@ -673,7 +684,9 @@ class MetricsObserver:
             self.metrics.unreadable_states.inc(work.unreadable)
         self.metrics.set_stream_time(partition, work.stream_time)
         processor = runtime.processor
-        self.metrics.set_partition_state(partition, processor.users, processor.open_baskets)
+        self.metrics.set_partition_state(
+            partition, processor.users, processor.open_baskets, processor.pending_similar
+        )
 
     def on_dead_letter(self, dead: DeadLetter) -> None:
         self.metrics.observe_dead_letter(dead.error_code)

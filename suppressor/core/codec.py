@@ -21,6 +21,8 @@ from suppressor.core.model import (
     Conversion,
     Decision,
     Event,
+    PendingSimilar,
+    Seed,
     Sent,
     UserState,
     Watch,
@@ -115,6 +117,7 @@ def action_record(action: Action, policy_version: str) -> dict[str, Any]:
         "ts": format_ms(action.ts),
         "items": list(action.items),
         "seed_item": action.seed_item,
+        "seed_items": list(action.seed_items),
         "data_dimensions": list(action.data_dimensions),
         "source_event_ids": list(action.source_event_ids),
         "policy_version": policy_version,
@@ -162,9 +165,18 @@ def conversion_record(conversion: Conversion, policy_version: str) -> dict[str, 
     }
 
 
+_LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
 def dumps(record: dict[str, Any]) -> str:
-    """Compact JSON, field order as built: byte-identical for identical input."""
-    return _ENCODER.encode(record)
+    """Compact JSON, field order as built: byte-identical for identical input. UTF-8 as it
+    is, except the characters that some line readers take for a line break (U+0085,
+    U+2028, U+2029), escaped: one record is always one line of a JSON Lines file."""
+    text = _ENCODER.encode(record)
+    if "\u0085" in text or "\u2028" in text or "\u2029" in text:
+        for char, escaped in _LINE_BREAKS.items():
+            text = text.replace(char, escaped)
+    return text
 
 
 ACTIONS, DECISIONS, CONVERSIONS = "actions", "decisions", "conversions"
@@ -223,6 +235,12 @@ class _Basket(msgspec.Struct, array_like=True, frozen=True):
     bought_any: bool
 
 
+class _Similar(msgspec.Struct, array_like=True, frozen=True):
+    due: int
+    seeds: tuple[Seed, ...]
+    source_event_ids: tuple[str, ...]
+
+
 class _StateV2(msgspec.Struct, array_like=True):
     """The encoded state. New fields go at the end with a default: older records then
     decode with that default and the version stays."""
@@ -244,6 +262,7 @@ class _StateV2(msgspec.Struct, array_like=True):
     watching: tuple[Watch, ...]
     pending: list[Event]
     origins: Origins = {}
+    similar: _Similar | None = None  # contract version 2 (issue 19)
 
 
 _ENCODE = msgspec.msgpack.Encoder().encode
@@ -279,6 +298,9 @@ def state_to_bytes(state: UserState, origins: Origins | None = None) -> bytes:
             state.watching,
             state.pending,
             origins or {},
+            None
+            if state.similar is None
+            else _Similar(state.similar.due, state.similar.seeds, state.similar.source_event_ids),
         )
     )
 
@@ -316,6 +338,9 @@ def decode_state(raw: bytes) -> tuple[UserState, Origins]:
         last_browse=data.last_browse,
         watching=data.watching,
         pending=data.pending,
+        similar=None
+        if data.similar is None
+        else PendingSimilar(data.similar.due, data.similar.seeds, data.similar.source_event_ids),
     )
     return state, data.origins
 
@@ -415,4 +440,8 @@ def worst_case_state_bytes(policy: Policy, input_partitions: int) -> int:
         + limits.recent_actions * (sent + watch)
         + limits.held_bytes
         + input_partitions * origin
+        + HEADER_BYTES * 3
+        + NUMBER_BYTES
+        + limits.similar_seeds * (HEADER_BYTES + ID_BYTES + 20)  # item and dimension
+        + (limits.similar_seeds + 1) * ID_BYTES  # the events that brought them
     )

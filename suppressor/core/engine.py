@@ -17,7 +17,7 @@ not late.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
 
@@ -30,6 +30,8 @@ from suppressor.core.model import (
     Conversion,
     Decision,
     Event,
+    PendingSimilar,
+    Seed,
     Sent,
     Trigger,
     UserState,
@@ -141,8 +143,9 @@ class Engine:
             current = self.advance_in_place(state, watermark, out)
             current = current or UserState(user_id=event.user_id)
             current, applied = self._apply_guarded(current, event, out)
-            forgot = applied and event.type == "forget"
-            return None if forgot and not current.pending else current
+            if applied and event.type == "forget" and not current.pending:
+                return None
+            return self.advance_in_place(current, watermark, out)  # timers it set, if past
         bisect.insort(state.pending, event, key=_order)
         current = self.advance_in_place(state, watermark, out)
         return current if current is None else self._bound_held(current, out)
@@ -207,6 +210,8 @@ class Engine:
             out.failures.append(Failure(state.user_id, None, "internal_error", error))
             if state.basket is not None and state.basket.deadline == at:
                 state.basket = _rearm(state.basket, None)
+            elif state.similar is not None and state.similar.due == at:
+                state.similar = None
             else:
                 state.watching = state.watching[1:]
             return
@@ -272,10 +277,12 @@ class Engine:
             self._end_episode_if_empty(state, event, out)
         for item_id in bought:
             self._product_ad(state, out, event, item_id)
+        seeds = []
+        for item_id in bought:
             item = self.catalog.get(item_id)
             travel = item is not None and item.kind == "destination"
-            dimension = "travel_history" if travel else "purchase_history"
-            self._similar_item(state, out, event, item_id, dimension)
+            seeds.append(Seed(item_id, "travel_history" if travel else "purchase_history"))
+        self._add_seeds(state, event, seeds)
 
     def _review(self, state: UserState, event: Event, out: Outcome) -> None:
         item, rating = event.item_id or "", event.rating or 3
@@ -285,7 +292,7 @@ class Engine:
             # a trip reviewed is a trip taken
             state.visited = with_added(state.visited, (item,), limits.visited_destinations)
         if rating >= 4:
-            self._similar_item(state, out, event, item, "reviews")
+            self._add_seeds(state, event, [Seed(item, "reviews")])
         elif rating <= 2:
             state.ruled_out = with_added(state.ruled_out, (item,), limits.ruled_out_items)
 
@@ -306,18 +313,44 @@ class Engine:
             reason = rules.first_reason(rules.PRODUCT_AD_REASONS, state, self.catalog, item)
         self._suppress(state, out, "product_ad", reason or "product_ad", event, (item,))
 
-    def _similar_item(
-        self, state: UserState, out: Outcome, event: Event, seed: str, dimension: str
-    ) -> None:
+    def _add_seeds(self, state: UserState, event: Event, seeds: list[Seed]) -> None:
+        """The user's pending similar-item trigger gains `seeds`: created by the first, due
+        `similar_after` after its event; an item already among the seeds does not join
+        again (its event still counts as a source, up to one source per seed). Beyond
+        `state_limits.similar_seeds` the newest are left out: the first seeds already fill
+        a message."""
+        pending = state.similar or PendingSimilar(event.ts + self.policy.similar_after, (), ())
+        known = {seed.item_id for seed in pending.seeds}
+        room = self.policy.state_limits.similar_seeds - len(pending.seeds)
+        joining: list[Seed] = []
+        for seed in seeds:
+            if seed.item_id not in known and len(joining) < room:
+                known.add(seed.item_id)
+                joining.append(seed)
+        sources = pending.source_event_ids
+        if event.event_id not in sources and len(sources) < len(known) + 1:
+            sources = (*sources, event.event_id)
+        state.similar = PendingSimilar(pending.due, (*pending.seeds, *joining), sources)
+
+    def _fire_similar(self, state: UserState, due: int, out: Outcome) -> None:
+        """The pending similar-item trigger, as of its due time: the seeds of the dimensions
+        that joined last go while they would use more than `max_data_dimensions`; the
+        seeds' candidates merged round-robin in seed order, exclusions, then the guards."""
+        pending = state.similar
+        assert pending is not None
+        state.similar = None
+        kept, dropped = _within_dimensions(pending.seeds, self.policy.max_data_dimensions)
+        excluded: dict[str, str] = {seed.item_id: "too_personal" for seed in dropped}
+        seeds = {seed.item_id for seed in pending.seeds}
         chosen: list[str] = []
-        excluded: dict[str, str] = {}
         wanted, budget = self.policy.max_similar_items, self.policy.candidates_examined
-        for candidate in islice(self.catalog.candidates(seed), budget):
+        merged = _round_robin([self.catalog.candidates(seed.item_id) for seed in kept])
+        for candidate in islice(merged, budget):
             if len(chosen) >= wanted:
                 break
             if candidate in excluded or candidate in chosen:
                 continue
-            reason = "seed" if candidate == seed else None
+            reason = "seed" if candidate in seeds else None
             reason = reason or rules.first_reason(
                 rules.CANDIDATE_EXCLUSIONS, state, self.catalog, candidate
             )
@@ -325,15 +358,25 @@ class Engine:
                 excluded[candidate] = reason
             else:
                 chosen.append(candidate)
+        dimensions = tuple(dict.fromkeys(seed.dimension for seed in kept or pending.seeds))
         proposal = Proposal(
-            "similar_item", event.ts, tuple(chosen), seed, (dimension,), (event.event_id,)
+            "similar_item",
+            due,
+            tuple(chosen),
+            tuple(seed.item_id for seed in kept),
+            dimensions,
+            pending.source_event_ids,
         )
-        self._decide(state, out, proposal, tuple(excluded.items()), discriminator=seed)
+        guards = None if kept else rules.SEEDLESS_SIMILAR_ITEM_GUARDS
+        self._decide(state, out, proposal, tuple(excluded.items()), str(due), guards=guards)
 
     def _fire_timer(self, state: UserState, at: int, out: Outcome) -> None:
-        """A basket deadline comes before an attribution window closing at the same time."""
+        """At the same time a basket deadline comes first, then a similar item falling
+        due, then an attribution window closing."""
         if state.basket is not None and state.basket.deadline == at:
             self._fire_basket(state, at, out)
+        elif state.similar is not None and state.similar.due == at:
+            self._fire_similar(state, at, out)
         else:
             self._close_window(state, out)
 
@@ -367,7 +410,7 @@ class Engine:
                 offered.append(item)
             else:
                 excluded.append((item, reason))
-        proposal = Proposal("basket_recovery", deadline, tuple(offered), None, ("basket",), sources)
+        proposal = Proposal("basket_recovery", deadline, tuple(offered), (), ("basket",), sources)
         if self._decide(state, out, proposal, tuple(excluded), discriminator=str(deadline)):
             basket = state.basket = _reminded(basket)
         state.basket = _rearm(basket, None)
@@ -377,9 +420,7 @@ class Engine:
         if basket is None or basket.items:
             return
         if basket.deadline is not None:  # ended before its reminder: record why none is sent
-            proposal = Proposal(
-                "basket_recovery", event.ts, (), None, ("basket",), (event.event_id,)
-            )
+            proposal = Proposal("basket_recovery", event.ts, (), (), ("basket",), (event.event_id,))
             self._decide(state, out, proposal, (), str(basket.deadline), basket.episode_items)
         state.basket = None
 
@@ -391,6 +432,7 @@ class Engine:
         excluded: tuple[tuple[str, str], ...],
         discriminator: str,
         shown_items: tuple[str, ...] | None = None,
+        guards: list[tuple[str, rules.Guard]] | None = None,
     ) -> bool:
         """Run the proposal's guards; record the decision and, if it passes, the action.
 
@@ -399,7 +441,7 @@ class Engine:
         attribution window all count the held-out action. True when it passed the guards.
         """
         user = state.user_id
-        reason = rules.first_failed_guard(state, proposal, self.policy)
+        reason = rules.first_failed_guard(state, proposal, self.policy, guards)
         action_id = None
         if reason is None:
             action_id = stable_id(
@@ -416,7 +458,7 @@ class Engine:
                         user,
                         proposal.ts,
                         proposal.items,
-                        proposal.seed_item,
+                        proposal.seed_items,
                         proposal.data_dimensions,
                         proposal.source_event_ids,
                     )
@@ -498,14 +540,31 @@ def _watch_order(watch: Watch) -> tuple[int, str]:
 
 
 def _next_timer(state: UserState) -> int | None:
-    """The earliest basket deadline or attribution window end, if any."""
+    """The earliest basket deadline, similar-item due time or attribution window end."""
     basket = state.basket
-    deadline = basket.deadline if basket is not None else None
+    times = [basket.deadline] if basket is not None and basket.deadline is not None else []
+    if state.similar is not None:
+        times.append(state.similar.due)
     if state.watching:
-        closes = state.watching[0].closes
-        if deadline is None or closes < deadline:
-            return closes
-    return deadline
+        times.append(state.watching[0].closes)
+    return min(times) if times else None
+
+
+def _within_dimensions(
+    seeds: tuple[Seed, ...], most: int
+) -> tuple[tuple[Seed, ...], tuple[Seed, ...]]:
+    """(kept, dropped): the seeds of the first `most` dimensions to join, and the others."""
+    dimensions = list(dict.fromkeys(seed.dimension for seed in seeds))[:most]
+    kept = tuple(seed for seed in seeds if seed.dimension in dimensions)
+    return kept, tuple(seed for seed in seeds if seed.dimension not in dimensions)
+
+
+def _round_robin(lists: list[Sequence[str]]) -> Iterator[str]:
+    """The first item of each list, then the second of each, and so on."""
+    for position in range(max(map(len, lists), default=0)):
+        for candidates in lists:
+            if position < len(candidates):
+                yield candidates[position]
 
 
 def _attribute(watching: tuple[Watch, ...], bought: Iterable[str], ts: int) -> tuple[Watch, ...]:

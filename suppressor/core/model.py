@@ -101,6 +101,23 @@ class Basket:
         return tuple(item for item, _ in self.items)
 
 
+class Seed(NamedTuple):
+    """An item a similar-item message may start from, and the data dimension it uses."""
+
+    item_id: str
+    dimension: str  # purchase_history, travel_history or reviews
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSimilar:
+    """The user's one pending similar-item trigger (SPEC section 4): due `similar_after`
+    after its first seed; later seeds join it until it fires at `due`."""
+
+    due: int
+    seeds: tuple[Seed, ...]  # in the order they joined, one per item
+    source_event_ids: tuple[str, ...]  # the events that brought seeds, in that order
+
+
 class Watch(NamedTuple):
     """An action (emitted or held out) whose attribution window is still open."""
 
@@ -137,6 +154,7 @@ class UserState:
     sent: tuple[Sent, ...] = ()
     last_browse: int | None = None
     watching: tuple[Watch, ...] = ()  # open attribution windows, by (closes, action_id)
+    similar: PendingSimilar | None = None
     pending: list[Event] = field(default_factory=list)  # reorder buffer, by (ts, event_id)
 
     def copy(self) -> UserState:
@@ -157,9 +175,13 @@ class Action(NamedTuple):
     user_id: str
     ts: int
     items: tuple[str, ...]
-    seed_item: str | None
+    seed_items: tuple[str, ...]  # a similar item's seeds in the order they joined
     data_dimensions: tuple[str, ...]
     source_event_ids: tuple[str, ...]
+
+    @property
+    def seed_item(self) -> str | None:
+        return self.seed_items[0] if self.seed_items else None
 
 
 class Conversion(NamedTuple):

@@ -54,6 +54,12 @@ class _Section(BaseModel):
 class FrequencyCap(_Section):
     max_actions: int = Field(default=3, ge=0)
     per: DurationMs = Field(default=parse_duration("7d"), gt=0)
+    reserve_for_basket: int = Field(
+        default=1,
+        ge=0,
+        description="the last slots of a user's effective cap a similar item may not take "
+        "(a basket recovery may); at most the effective cap minus one",
+    )
 
 
 class DefaultConsent(_Section):
@@ -78,6 +84,9 @@ class StateLimits(_Section):
         "windows open; at least frequency_cap.max_actions",
     )
     basket_items: int = Field(default=20, ge=1, description="lines of the current basket")
+    similar_seeds: int = Field(
+        default=20, ge=1, description="seeds of the pending similar-item message"
+    )
     held_events: int = Field(
         default=100, ge=1, description="events held in the user's reorder buffer"
     )
@@ -91,6 +100,11 @@ class StateLimits(_Section):
 class Policy(_Section):
     abandon_after: DurationMs = Field(default=parse_duration("1h"), gt=0)
     grace: DurationMs = Field(default=parse_duration("5m"), ge=0)
+    similar_after: DurationMs = Field(
+        default=parse_duration("1d"),
+        ge=0,
+        description="a similar-item message is due this long after its first seed",
+    )
     session_gap: DurationMs = Field(default=parse_duration("30m"), gt=0)
     max_basket_reminders: int = Field(default=1, ge=0)
     frequency_cap: FrequencyCap = FrequencyCap()
@@ -141,7 +155,14 @@ class Policy(_Section):
 
     def describe(self) -> dict[str, Any]:
         data = self.model_dump()
-        durations = ("abandon_after", "grace", "session_gap", "dedupe_window", "idle_timeout")
+        durations = (
+            "abandon_after",
+            "grace",
+            "similar_after",
+            "session_gap",
+            "dedupe_window",
+            "idle_timeout",
+        )
         for key in (*durations, "attribution_window", "max_future_skew"):
             data[key] = format_duration(data[key])
         data["frequency_cap"]["per"] = format_duration(data["frequency_cap"]["per"])

@@ -97,8 +97,9 @@ class StateTooLarge(Exception):
 
 
 class Processor:
-    """`users` and `open_baskets` count the stored states and those with an armed basket
-    reminder: exact, kept up to date on every save, recounted by `rebuild_index`.
+    """`users`, `open_baskets` and `pending_similar` count the stored states, those with an
+    armed basket reminder and those with a similar-item message pending: exact, kept up to
+    date on every save, recounted by `rebuild_index`.
 
     One user's failure never stops the others: each user's step works on a copy of the
     stored state, and when it raises (a bug, or a state the store refuses to write) the
@@ -111,6 +112,7 @@ class Processor:
         self.index = DueIndex()
         self.users = 0
         self.open_baskets = 0
+        self.pending_similar = 0
 
     def on_event(self, event: Event, stream_time: int) -> Outcome:
         out = Outcome()
@@ -140,7 +142,7 @@ class Processor:
     def rebuild_index(self) -> int:
         """After a restart or a partition assignment: index every stored state's due time."""
         self.index.clear()
-        self.users = self.open_baskets = 0
+        self.users = self.open_baskets = self.pending_similar = 0
         for user_id, state in self.store.items():
             self.index.set(user_id, self.engine.due(state))
             self._count(state)
@@ -197,8 +199,10 @@ class Processor:
         if state is not None:
             self.users += 1
             self.open_baskets += state.deadline is not None
+            self.pending_similar += state.similar is not None
 
     def _uncount(self, state: UserState | None) -> None:
         if state is not None:
             self.users -= 1
             self.open_baskets -= state.deadline is not None
+            self.pending_similar -= state.similar is not None

@@ -24,7 +24,7 @@ class Proposal:
     kind: ActionKind
     ts: int
     items: tuple[str, ...]
-    seed_item: str | None
+    seed_items: tuple[str, ...]
     data_dimensions: tuple[str, ...]
     source_event_ids: tuple[str, ...]
 
@@ -116,11 +116,19 @@ def no_candidates(state: UserState, proposal: Proposal, policy: Policy) -> bool:
 
 
 def frequency_cap(state: UserState, proposal: Proposal, policy: Policy) -> bool:
+    """Over the policy's cap (in a rolling `per`) or the user's own (in a rolling week),
+    whichever is lower. A similar item may not take the last `reserve_for_basket` slots
+    of the lower one, the effective cap (a basket recovery may), and the reserve never
+    exceeds that cap minus one, so a user whose cap is 1 can still get a similar item."""
     cap = policy.frequency_cap
-    if _sent_since(state, proposal.ts - cap.per) >= cap.max_actions:
-        return True
     own = state.max_per_week  # a user's own cap can only lower the policy's
-    return own is not None and _sent_since(state, proposal.ts - WEEK_MS) >= own
+    effective = cap.max_actions if own is None else min(cap.max_actions, own)
+    reserve = 0
+    if proposal.kind == "similar_item":
+        reserve = max(0, min(cap.reserve_for_basket, effective - 1))
+    if _sent_since(state, proposal.ts - cap.per) >= cap.max_actions - reserve:
+        return True
+    return own is not None and _sent_since(state, proposal.ts - WEEK_MS) >= own - reserve
 
 
 def duplicate(state: UserState, proposal: Proposal, policy: Policy) -> bool:
@@ -146,6 +154,14 @@ def already_reminded(state: UserState, proposal: Proposal, policy: Policy) -> bo
     return reminders >= policy.max_basket_reminders
 
 
+# A similar item whose seeds all had to go (max_data_dimensions 0) is too personal as a
+# whole, once consent and the prospect rule are through (SPEC section 4).
+SEEDLESS_SIMILAR_ITEM_GUARDS: list[tuple[str, Guard]] = [
+    ("no_consent", no_consent),
+    ("prospect", prospect),
+    ("too_personal", too_personal),
+]
+
 SIMILAR_ITEM_GUARDS: list[tuple[str, Guard]] = [
     ("no_consent", no_consent),
     ("prospect", prospect),
@@ -170,8 +186,13 @@ GUARDS: dict[ActionKind, list[tuple[str, Guard]]] = {
 }
 
 
-def first_failed_guard(state: UserState, proposal: Proposal, policy: Policy) -> str | None:
-    for reason, fails in GUARDS[proposal.kind]:
+def first_failed_guard(
+    state: UserState,
+    proposal: Proposal,
+    policy: Policy,
+    guards: list[tuple[str, Guard]] | None = None,
+) -> str | None:
+    for reason, fails in GUARDS[proposal.kind] if guards is None else guards:
         if fails(state, proposal, policy):
             return reason
     return None

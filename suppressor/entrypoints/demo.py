@@ -7,10 +7,11 @@ input topics, then the actions printed as an ad platform reads them
 The same input is also run through `suppressor replay`, and the two sets of
 action ids are compared. Ctrl-C stops everything the demo started.
 
-Event time: the demo story happens on 2025-03-03. The worker's hybrid clock would
-need minutes of wall clock to pass the last basket deadlines, so the demo then
-sends "next morning" traffic (one browse per partition) that moves event time on,
-exactly as tomorrow's shoppers would.
+Event time: the demo story happens on 2025-03-03 and, for jo and for the similar items
+that fall due a day after their seeds, in the days after, up to 2025-03-07. The worker's
+hybrid clock would need days of wall clock to pass the last deadlines, so the demo then
+sends traffic of the next week's morning (one browse per partition) that moves event time
+on, exactly as next week's shoppers would.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from suppressor.core.replay.run import CollectingSink, replay
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 RUN_DIR = REPO / "var" / "demo"
-MORNING = "2025-03-04T09:00:00Z"
+MORNING = "2025-03-08T09:00:00Z"
 
 
 def main() -> int:
@@ -71,7 +72,7 @@ def main() -> int:
         worker = _start_worker(settings)
         _wait_healthy(web_port, worker)
         lines = [*jsonl_lines(EXAMPLES / "events.jsonl"), *_morning(settings.partitions)]
-        _step(f"feeding {len(lines)} events (examples/events.jsonl + next morning's traffic)")
+        _step(f"feeding {len(lines)} events (examples/events.jsonl + next week's traffic)")
         feed_events(bootstrap, lines, settings.input_topics)
         expected = _replayed_action_ids(lines, settings)
         _step(
@@ -153,7 +154,7 @@ def _stop_worker(worker: subprocess.Popen[bytes] | None) -> None:
 
 
 def _morning(partitions: int) -> list[bytes]:
-    """One browse per partition, the next morning: event time moves on everywhere."""
+    """One browse per partition, next week: event time moves on everywhere."""
     users: dict[int, str] = {}
     n = 0
     while len(users) < partitions:

@@ -1,4 +1,7 @@
-"""JSON Schemas of every record, so ad platforms can validate without Python."""
+"""JSON Schemas (2020-12) of every record, so ad platforms can validate without Python.
+
+Inputs are strict about what they accept but drop unknown fields; outputs allow additional
+properties, so that a field added within a contract version breaks no consumer."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from suppressor.wire.events import Browse, Cart, Consent, Event, Forget, Purchas
 from suppressor.wire.outputs import Action, Conversion, DeadLetter, Decision
 
 JSON_DIR = Path(__file__).parent / "json"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 RECORDS: dict[str, Any] = {
     "event": Event,
@@ -41,6 +45,7 @@ def render_all() -> dict[str, str]:
             else "validation"
         )
         schema = TypeAdapter(model).json_schema(mode=mode)
+        schema = {"$schema": DIALECT, **schema}
         schema["$id"] = f"https://retarget-suppressor.invalid/schemas/{name}.json"
         schema["title"] = schema.get("title", name)
         _describe_timestamps(schema)

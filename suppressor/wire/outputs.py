@@ -1,13 +1,20 @@
-"""What the product writes: actions, decisions and dead-letter records."""
+"""What the product writes: actions, decisions, conversions and dead-letter records.
+
+Contract version 2 (SPEC section 3). Within one `schema_version` a field is only ever added,
+never removed, renamed or given another meaning, and consumers must ignore fields they do
+not know: the published JSON Schemas allow additional properties. Version 2 added
+`seed_items` to actions and changed when similar-item actions are due (one per order, after
+`similar_after`); docs/consumers.md is the guide for the ad platforms that read them.
+"""
 
 from __future__ import annotations
 
 import base64
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_VERSION: Literal[2] = 2
 
 ActionKind = Literal["basket_recovery", "similar_item"]
 Trigger = Literal["browse_nudge", "product_ad", "similar_item", "basket_recovery"]
@@ -38,23 +45,44 @@ ReasonCode = Literal[
 DataDimension = Literal["basket", "purchase_history", "travel_history", "reviews"]
 
 
+Timestamp = Annotated[
+    str,
+    Field(
+        description="RFC 3339, UTC, milliseconds only when not zero",
+        json_schema_extra={"format": "date-time"},
+    ),
+]
+
+
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """An output record. Consumers must ignore fields they do not know (the schemas say so:
+    additional properties allowed), so fields can be added within a contract version."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
 
 class Action(_Record):
-    """One message on the `actions` topic (key: user_id). Version 1 of the contract."""
+    """One message on the `actions` topic (key: user_id). Version 2 of the contract."""
 
     action_id: str = Field(description="deterministic: same input, same id; dedupe on it")
     kind: ActionKind
     user_id: str
-    ts: str = Field(description="RFC 3339, UTC: event time of the decision")
+    ts: Timestamp = Field(
+        description="RFC 3339, UTC: event time of the decision (a basket's deadline, a "
+        "similar item's due time)"
+    )
     items: list[str] = Field(min_length=1)
-    seed_item: str | None
+    seed_item: str | None = Field(
+        description="seed_items[0], kept for consumers of version 1; null for a basket recovery"
+    )
+    seed_items: list[str] = Field(
+        description="every seed of a similar-item action in the order they joined; empty for a "
+        "basket recovery (added in version 2)"
+    )
     data_dimensions: list[DataDimension]
     source_event_ids: list[str]
     policy_version: str
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
 
 
 class Decision(_Record):
@@ -62,7 +90,7 @@ class Decision(_Record):
 
     decision_id: str
     user_id: str
-    ts: str
+    ts: Timestamp
     trigger: Trigger
     outcome: Literal["emitted", "suppressed"]
     reason: ReasonCode | None
@@ -71,7 +99,7 @@ class Decision(_Record):
     action_id: str | None
     source_event_ids: list[str]
     policy_version: str
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
 
 
 class Conversion(_Record):
@@ -86,13 +114,13 @@ class Conversion(_Record):
     kind: ActionKind
     user_id: str
     group: Literal["treated", "holdout"]
-    action_ts: str
-    window_end: str
+    action_ts: Timestamp
+    window_end: Timestamp
     converted: bool
-    converted_at: str | None
+    converted_at: Timestamp | None
     seconds_to_convert: float | None
     policy_version: str
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
 
 
 class SourcePosition(_Record):
@@ -118,7 +146,7 @@ class DeadLetter(_Record):
         description="set when the record was larger than MAX_ORIGINAL_BYTES: its size in "
         "bytes; `original` then holds only its first MAX_ORIGINAL_BYTES bytes",
     )
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
 
     @classmethod
     def of(cls, raw: bytes, source: SourcePosition, code: str, message: str) -> DeadLetter:

@@ -6,7 +6,7 @@ config and alert rules, scrape interval 1 s) scrapes its /metrics; the test quer
 Prometheus's HTTP API and expects the counts that
 
     suppressor replay examples/events.jsonl --catalog examples/catalog.jsonl \\
-        --policy examples/policy.toml --until 2025-03-04T00:00:00Z
+        --policy examples/policy.toml --until 2025-03-08T00:00:00Z
 
 reports: actions by kind, suppressions by reason, dead letters by code. It also checks
 that every alert rule loads and evaluates without error and that every dashboard
@@ -56,7 +56,7 @@ from tests.integration.worker_helpers import (
 EXAMPLES = REPO / "examples"
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "suppressor.json"
-UNTIL = "2025-03-04T00:00:00Z"
+UNTIL = "2025-03-08T00:00:00Z"
 JOB = "suppressor"
 
 

@@ -2,7 +2,7 @@
 
 The events are produced with their event time as the Kafka timestamp (CreateTime), as a
 producer that stamps records with the event's ``ts`` does; a bad line gets the timestamp
-of the good line before it. So ``--until 2025-03-04`` bounds the range by event time too.
+of the good line before it. So ``--until 2025-03-08`` bounds the range by event time too.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from suppressor.wire.timefmt import parse_to_ms
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "examples" / "events.jsonl"
 CATALOG = REPO / "examples" / "catalog.jsonl"
-UNTIL = "2025-03-04T00:00:00Z"
+UNTIL = "2025-03-08T00:00:00Z"
 EXTRA_BAD = [b"this is not json", b'{"type":"browse","user_id":"zoe"}']
 INPUTS = ("events.browse", "events.cart", "events.purchase", "events.review", "events.preferences")
 
@@ -144,7 +144,7 @@ def test_a_since_after_everything_gives_no_actions(
     kafka_bootstrap: str, fed_topics: dict[str, str], tmp_path: Path
 ) -> None:
     out = run(
-        ["--from-kafka", "--since", "2025-03-05T00:00:00Z",
+        ["--from-kafka", "--since", "2025-03-09T00:00:00Z",
          *kafka_flags(kafka_bootstrap, fed_topics)],
         tmp_path, "late",
     )  # fmt: skip

@@ -159,8 +159,12 @@ def shop_items() -> list[Item]:
 
 
 def policy(**overrides: Any) -> Policy:
-    """Policy defaults with overrides, e.g. policy(grace="0s", frequency_cap={"max_actions": 1})."""
-    return policy_from_mapping(overrides)
+    """Policy defaults with overrides, e.g. policy(grace="0s", frequency_cap={"max_actions": 1}).
+
+    Except that a similar item is due at once (`similar_after = "0s"`) unless a test says
+    otherwise: most rules are easier to see on the purchase's own moment; the cool-off itself
+    is tested in test_similar_items.py."""
+    return policy_from_mapping({"similar_after": "0s", **overrides})
 
 
 # --- running events through the processor ----------------------------------------------
@@ -216,7 +220,7 @@ class Run:
 
 
 def start(policy_: Policy | None = None, catalog_: Catalog | None = None) -> Run:
-    engine = Engine(policy_ or Policy(), shop() if catalog_ is None else catalog_)
+    engine = Engine(policy_ or policy(), shop() if catalog_ is None else catalog_)
     return Run(Processor(engine, DictStore()))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -225,7 +225,8 @@ def check_invariants(engine: RecordingEngine, actions: list[Action]) -> None:
         for item_id in action.items:
             assert user.offends(item_id) is None, (action, item_id, user.offends(item_id))
         if action.kind == "similar_item":
-            assert action.seed_item not in action.items
+            assert not set(action.seed_items) & set(action.items), "a seed offered again"
+            assert action.seed_item == action.seed_items[0]
             for item_id in action.items:
                 item = CATALOG.get(item_id)
                 assert item is not None and item.available, (action, item_id)
@@ -245,6 +246,36 @@ def check_invariants(engine: RecordingEngine, actions: list[Action]) -> None:
         for start_ts in times:
             in_window = [ts for ts in times if start_ts <= ts < start_ts + cap.per]
             assert len(in_window) <= cap.max_actions, (times, cap)
+    similar = [a for a in actions if a.kind == "similar_item"]
+    reserve = min(cap.reserve_for_basket, max(0, cap.max_actions - 1))
+    for action in similar:  # the reserved slots stay free of similar items
+        in_window = [
+            a
+            for a in actions
+            if a.user_id == action.user_id and action.ts - cap.per < a.ts < action.ts
+        ]
+        assert len(in_window) < cap.max_actions - reserve or _forgotten_between(
+            engine, action.user_id, in_window, action
+        ), (action, in_window)
+    orders = Counter(e for a in similar for e in a.source_event_ids)
+    assert all(n == 1 for n in orders.values()), "an event seeded two similar-item messages"
+
+
+def _forgotten_between(
+    engine: RecordingEngine, user: str, earlier: list[Action], action: Action
+) -> bool:
+    """Whether the user was forgotten between the earliest of `earlier` and `action`: the
+    cap counts only what the state remembers."""
+    if not earlier:
+        return False
+    first = min(a.ts for a in earlier)
+    return any(
+        what == "event"
+        and value.type == "forget"
+        and value.user_id == user
+        and first <= value.ts <= action.ts
+        for what, value in engine.log
+    )
 
 
 def process(engine: Engine, events: list[Event], until: int) -> list[Action]:

@@ -99,7 +99,7 @@ def test_product_ad_on_browse_is_suppressed_with_the_first_reason_that_applies(
 # --- purchase -----------------------------------------------------------------------------
 
 
-def test_purchase_suppresses_buy_it_again_and_proposes_similar_items_per_item() -> None:
+def test_purchase_suppresses_buy_it_again_and_makes_one_similar_item_of_the_order() -> None:
     result = run(purchase("bin-1", "shoes-1", "ams", ts=0))
     ads = result.decided("product_ad")
     assert [(d.items, d.reason) for d in ads] == [
@@ -108,9 +108,10 @@ def test_purchase_suppresses_buy_it_again_and_proposes_similar_items_per_item() 
         (("ams",), "past_destination"),
     ]
     similar = result.decided("similar_item")
-    assert [d.outcome for d in similar] == ["emitted"] * 3
-    assert [a.seed_item for a in result.actions] == ["bin-1", "shoes-1", "ams"]
-    assert {a.kind for a in result.actions} == {"similar_item"}
+    assert [d.outcome for d in similar] == ["emitted"]
+    (action,) = result.actions
+    assert action.seed_items == ("bin-1", "shoes-1", "ams") and action.seed_item == "bin-1"
+    assert action.data_dimensions == ("purchase_history", "travel_history")
     assert result.state().customer
 
 
@@ -285,7 +286,7 @@ def test_no_candidates_for_a_seed_missing_from_the_catalog() -> None:
 
 
 def test_frequency_cap_on_a_rolling_event_time_window() -> None:
-    capped = policy(frequency_cap={"max_actions": 2, "per": "1d"})
+    capped = policy(frequency_cap={"max_actions": 2, "per": "1d", "reserve_for_basket": 0})
     result = run(
         purchase("bin-1", ts=0),
         purchase("lamp-1", ts=60),
@@ -381,13 +382,20 @@ def test_too_personal_when_no_data_dimension_may_be_used() -> None:
     assert result.actions == []
 
 
-def test_duplicate_comes_before_too_personal() -> None:
+def test_with_no_seed_left_the_whole_similar_item_is_too_personal_after_consent() -> None:
+    """max_data_dimensions 0 drops every seed: too_personal, unless consent or the prospect
+    rule said no first; a duplicate or the cap are not reached."""
     engine = Engine(policy(max_data_dimensions=0), shop())
     state = UserState(
         user_id="u1", customer=True, sent=(Sent(at(0), "similar_item", ("shoes-2",)),)
     )
     step = engine.decide(state, purchase("shoes-1", ts=10), stream_time=at(20))
-    assert [d.reason for d in step.decisions if d.trigger == "similar_item"] == ["duplicate"]
+    (decision,) = [d for d in step.decisions if d.trigger == "similar_item"]
+    assert decision.reason == "too_personal"
+    assert decision.excluded == (("shoes-1", "too_personal"),)
+    state.consent_similar = False
+    step = engine.decide(state, purchase("shoes-1", ts=10), stream_time=at(20))
+    assert [d.reason for d in step.decisions if d.trigger == "similar_item"] == ["no_consent"]
 
 
 # --- review -------------------------------------------------------------------------------

@@ -247,7 +247,14 @@ def test_the_json_schemas_describe_the_contract() -> None:
     schemas = {name: json.loads(text) for name, text in render_all().items()}
     action = schemas["action.json"]
     assert set(action["required"]) >= {"action_id", "kind", "user_id", "ts", "items"}
-    assert action["additionalProperties"] is False
+    assert action["additionalProperties"] is True  # consumers ignore fields they do not know
+    assert {schema["$schema"] for schema in schemas.values()} == {
+        "https://json-schema.org/draft/2020-12/schema"
+    }
+    assert action["properties"]["schema_version"]["const"] == 2
+    assert action["properties"]["ts"]["format"] == "date-time"
+    assert "seed_items" in action["required"]
+    assert schemas["event.json"].get("additionalProperties") is not True  # inputs are strict
     kinds = json.dumps(action["properties"]["kind"])
     assert "basket_recovery" in kinds and "similar_item" in kinds
     assert schemas["event.browse.json"]["properties"]["ts"]["format"] == "date-time"
