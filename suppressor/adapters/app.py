@@ -15,7 +15,7 @@ topics on one worker, in one transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -32,6 +32,7 @@ from suppressor.adapters.metrics import Metrics, MetricsObserver
 from suppressor.adapters.observe import BothObservers, WorkerObserver
 from suppressor.adapters.pipeline import Pipeline
 from suppressor.adapters.settings import Settings
+from suppressor.adapters.stopping import STOPPER
 from suppressor.adapters.topology import (
     CHANGELOG_MAX_MESSAGE_BYTES,
     CLOCK_TABLE,
@@ -63,6 +64,25 @@ class SuppressorApp(FencedApp):
     def configure_consumer(self, consumer: Consumer) -> None:
         consumer.before_commit = self._before_commit
         consumer.fetch_hold = fetch_hold(self.settings.fetch_wait)
+        consumer.batch_topics = frozenset(self.topology.consumed)
+        consumer.batch_handler = self._handle_batch
+
+    async def _handle_batch(
+        self, tp: TP, records: Sequence[Any], current: Callable[[], bool]
+    ) -> int | None:
+        """A fetched batch of one partition's records (the consumer's batch path). The
+        first waits for the whole catalog. An error that escapes the pipeline (a bug in
+        it, not in one record's processing, which goes to the dead-letter topic) stops
+        the worker: it cannot know how far the batch got; ``/health`` says so meanwhile."""
+        await self.catalog_reader.ready.wait()
+        try:
+            return await self.pipeline.handle_batch(tp, records, current)
+        except Exception as error:
+            self.pipeline.crashed = type(error).__name__
+            self.metrics.agent_crashes.inc()
+            log.exception("the record pipeline failed; stopping the worker")
+            STOPPER.stop_fatally(error)
+            return None
 
     async def _before_commit(self) -> None:
         await self.pipeline.before_commit()
@@ -234,24 +254,12 @@ def _agent(app: SuppressorApp, topology: Topology) -> None:
         value_serializer="raw",
     )
 
-    async def suppress(stream: Any) -> None:  # a faust.Stream (StreamT lacks noack)
-        await app.catalog_reader.ready.wait()  # the first event must see the whole catalog
-        consumer = app.consumer
-        assert isinstance(consumer, Consumer)
-        pipeline = app.pipeline
-        try:
-            async for event in stream.noack().events():
-                async with (
-                    consumer.record_boundary
-                ):  # see suppressor.adapters.faust_internals.consumer
-                    if not await pipeline.handle(event.message):
-                        break  # stopping (suppressor.adapters.stopping): this record stays unacked
-                    event.ack()
-                pipeline.crashed = None
-        except Exception as error:  # Faust restarts the agent; /health says so meanwhile
-            pipeline.crashed = f"{type(error).__name__}"
-            app.metrics.agent_crashes.inc()
-            raise
+    async def suppress(stream: Any) -> None:  # a faust.Stream
+        """Subscribes the consumer to the topics, as an agent does; the records themselves
+        go to ``SuppressorApp._handle_batch`` a fetched batch at a time and never reach a
+        stream (see suppressor.adapters.faust_internals.consumer)."""
+        async for _ in stream.noack():
+            pass
 
     app.agent(channel, name=AGENT_NAME)(suppress)
 

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import faust
-from faust.types import TP, Message
+from faust.types import TP
 
 from suppressor.adapters.faust_internals.consumer import Consumer
 from suppressor.adapters.faust_internals.redelivery import Deliveries
@@ -40,7 +40,7 @@ from suppressor.adapters.faust_internals.sender import SourceSender
 from suppressor.adapters.observe import WorkerObserver
 from suppressor.adapters.partition import IDLE, PartitionRuntime, RecordOutcome
 from suppressor.adapters.state import UNLIMITED, DeferredWrites, Origin, PartitionKV, RocksTable
-from suppressor.adapters.stopping import STOPPER, is_fatal, is_kafka_error
+from suppressor.adapters.stopping import STOPPER, is_kafka_error
 from suppressor.adapters.topology import Topology
 from suppressor.core.admission import (
     INTERNAL_ERROR,
@@ -65,6 +65,10 @@ from suppressor.core.model import Event
 from suppressor.wire.outputs import DeadLetter, SourcePosition
 
 log = logging.getLogger(__name__)
+
+Record = Any
+"""A record as the consumer fetched it: aiokafka's ``ConsumerRecord`` (``topic``,
+``partition``, ``offset``, ``key``, ``value``, ``headers``, ``timestamp`` in ms)."""
 
 
 class Pipeline:
@@ -118,36 +122,49 @@ class Pipeline:
 
     # --- records ---------------------------------------------------------------------
 
-    async def handle(self, message: Message) -> bool:
-        """Process one record; False when the worker is stopping on a fatal error (the
-        record must not be acked). A Kafka error that restarting the agent can get past is
-        raised; any other error costs this record only: it goes to the dead-letter topic
-        as ``internal_error`` (see suppressor.adapters.stopping)."""
+    async def handle_batch(
+        self, tp: TP, records: Sequence[Record], current: Callable[[], bool]
+    ) -> int | None:
+        """Records of one partition, in order (the consumer's batch path, under the record
+        boundary): the offset of the last one done, None when none was (stopping)."""
+        done: int | None = None
+        for record in records:
+            if not current():  # a seek or a rebalance: the rest comes again
+                break
+            if not await self.handle(tp, record):
+                break
+            done = record.offset
+        return done
+
+    async def handle(self, tp: TP, message: Record) -> bool:
+        """Process one record; False when the worker is stopping (the record is not done).
+        An error of the record's own processing costs this record only: it goes to the
+        dead-letter topic as ``internal_error``. A Kafka error (a send refused, a fenced
+        producer, an authorization) stops the worker: some of the record's sends may be
+        out, so only a restart from the committed offsets (aborting the open transaction,
+        or, at least once, skipping what the restored states hold) keeps the outputs
+        exact (see suppressor.adapters.stopping)."""
         try:
-            await self._handle(message)
+            await self._handle(tp, message)
             return True
         except Exception as error:
-            if is_kafka_error(error) and not is_fatal(error):
-                raise
-            if not is_fatal(error):
+            if not is_kafka_error(error):
                 try:
-                    await self._internal_error(message, error)
+                    await self._internal_error(tp, message, error)
                     return True
-                except Exception as again:
-                    if not is_fatal(again):
-                        raise
+                except Exception as again:  # the dead letter could not be sent either
                     error = again
             STOPPER.stop_fatally(error)
             return False
 
-    async def _handle(self, message: Message) -> None:
+    async def _handle(self, tp: TP, message: Record) -> None:
         self._started = self.now()  # the decision latency counts the engine's own time
         self.records += 1
-        if not self._positions.first(message.tp, message.offset):
+        if not self._positions.first(tp, message.offset):
             return
         runtime = self.runtime(message.partition)
         if message.topic == self.topology.ticks:
-            await self._tick(message.tp, runtime)
+            await self._tick(tp, runtime)
             return
         position = SourcePosition(
             topic=message.topic, partition=message.partition, offset=message.offset
@@ -161,39 +178,39 @@ class Pipeline:
                 checked = self._plausible(checked)
             if isinstance(checked, str):
                 dead = DeadLetter.of(message.value or b"", position, BAD_INTERNAL_RECORD, checked)
-                await self._dead_letter(message.tp, dead, message.key)
+                await self._dead_letter(tp, dead, message.key)
                 return
             internal = checked
             if internal.is_watermark:
                 source = self.topology.source(internal.source)
                 fresh = self._fresh(internal.watermark)
                 work = runtime.on_watermark(source, internal.watermark, self.now(), fresh)
-                await self._finish(message.tp, work)
+                await self._finish(tp, work)
                 return
         reference = None if internal is not None else self.wall_ms()
         skew = self.engine.policy.max_future_skew
         key = message.key if internal is None else None
         event = admit(message.value or b"", position, reference, skew, key)
         if isinstance(event, DeadLetter):
-            await self._dead_letter(message.tp, event, message.key)
+            await self._dead_letter(tp, event, message.key)
             return
         if internal is not None:  # admitted by the partition that forwarded it
             source = self.topology.source(internal.source)
             work = runtime.on_forwarded(source, event, self.now(), internal.origin)
             if not work.redelivered:
-                self.observer.on_event(message.partition, event, message.timestamp)
-            await self._finish(message.tp, work, message, event)
+                self.observer.on_event(message.partition, event, message.timestamp / 1000)
+            await self._finish(tp, work, message, event)
             return
         owner = self.topology.partition_for(event.user_id)
         origin = (f"{self._input_index[message.topic]}.{message.partition}", message.offset)
         if owner != message.partition:
             runtime.observe_only(message.topic, event.ts, self.now())
-            await self._forward(message.tp, event_bytes(event), event.user_id, owner, origin)
+            await self._forward(tp, event_bytes(event), event.user_id, owner, origin)
             return
         work = runtime.on_event(message.topic, event, self.now(), origin)
         if not work.redelivered:
-            self.observer.on_event(message.partition, event, message.timestamp)
-        await self._finish(message.tp, work, message, event)
+            self.observer.on_event(message.partition, event, message.timestamp / 1000)
+        await self._finish(tp, work, message, event)
 
     def _plausible(self, internal: RepartitionHeaders) -> RepartitionHeaders | str:
         """A watermark is bounded by the wall clock as an input event's ts is: a forged one
@@ -207,7 +224,7 @@ class Pipeline:
             )
         return internal
 
-    async def _internal_error(self, message: Message, error: Exception) -> None:
+    async def _internal_error(self, tp: TP, message: Record, error: Exception) -> None:
         """An error of this record's own processing: to the dead-letter topic, and on."""
         self.observer.on_failure("internal_error", "record")
         log.error(
@@ -221,10 +238,10 @@ class Pipeline:
             topic=message.topic, partition=message.partition, offset=message.offset
         )
         dead = DeadLetter.of(message.value or b"", where, INTERNAL_ERROR, describe(error))
-        await self._dead_letter(message.tp, dead, message.key)
+        await self._dead_letter(tp, dead, message.key)
 
     async def _failed(
-        self, source: TP, failure: Failure, message: Message | None, event: Event | None
+        self, source: TP, failure: Failure, message: Record | None, event: Event | None
     ) -> None:
         """A user's step that raised inside the processor (nothing of it was applied): the
         event at fault to the dead-letter topic (``event`` is the record's own event)."""
@@ -345,7 +362,7 @@ class Pipeline:
         self,
         source: TP,
         work: RecordOutcome,
-        message: Message | None = None,
+        message: Record | None = None,
         event: Event | None = None,
     ) -> None:
         partition = source.partition
@@ -453,7 +470,7 @@ class RepartitionHeaders(NamedTuple):
     origin: Origin | None = None
 
 
-def _internal_headers(message: Message, partitions: int, inputs: int) -> RepartitionHeaders | str:
+def _internal_headers(message: Record, partitions: int, inputs: int) -> RepartitionHeaders | str:
     """The repartition topic's headers, checked (a string says what is wrong). Read on
     that topic only: on an input topic they are whatever a producer put there."""
     raw = message.headers

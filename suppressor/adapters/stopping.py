@@ -1,17 +1,17 @@
 """Stopping the worker on an error it cannot go on after, and bounding every stop.
 
-Three kinds of error can reach the agent (``Pipeline.handle``):
+Two kinds of error can come out of a record's processing (``Pipeline.handle``):
 
 - an error of the record's own processing (a bug, a state the changelog cannot take):
   that record goes to the dead-letter topic and the worker goes on;
-- a Kafka error the client retries or that a restart of the agent gets past (the broker
-  restarting, a leader moving): raised, so Faust's supervisor restarts the agent and
-  the record, not acked, is read again;
-- an error after which this process must not go on (``FATAL``): its producer was fenced
-  (another worker took its partitions over: its sends must stop), or the broker refuses
-  its credentials or authorizations (retrying cannot help). ``stop_fatally`` logs the
-  cause once and stops the worker as SIGTERM would, and the process exits with status 1
-  so that its supervisor (Kubernetes, systemd) sees the failure.
+- a Kafka error (a send the client gave up on, a fenced producer, refused credentials or
+  ACLs): some of the record's outputs may be out already, so going on, or processing the
+  record again in this process, could send them twice. ``stop_fatally`` logs the cause
+  once and stops the worker as SIGTERM would, and the process exits with status 1 so that
+  its supervisor (Kubernetes, systemd) starts it again: it resumes from the committed
+  offsets, its open transaction aborted (exactly-once) or what the restored states already
+  hold skipped (at-least-once). The client retries transient trouble (a broker
+  restarting, a leader moving) itself before it gives up, so a short outage stops nothing.
 
 Every stop, by a signal or by ``stop_fatally``, finishes within ``shutdown_timeout``
 (``arm_shutdown_deadline``): Faust's own shutdown waits for the broker (a final commit,
@@ -90,7 +90,9 @@ def _why(cause: BaseException) -> str:
         return "another worker took this worker's partitions over; it will rejoin as new"
     if isinstance(cause, errors.BrokerResponseError) and "Authoriz" in type(cause).__name__:
         return "the broker's ACLs do not allow this; grant them, then start the worker again"
-    return "the broker refused the credentials; fix the SASL/TLS settings and start again"
+    if is_fatal(cause):
+        return "the broker refused the credentials; fix the SASL/TLS settings and start again"
+    return "Kafka gave up on a send; a restart resumes from the committed offsets"
 
 
 STOPPER = _Stopper()

@@ -5,8 +5,8 @@ Environment:
 
 - ``FAULTY_BUG_EVENT_ID``: applying the event with this id raises RuntimeError, as a bug in
   the engine would (the record must go to the dead-letter topic, the worker on);
-- ``FAULTY_CRASH_FILE``: while this file exists, every record raises a Kafka error the
-  agent cannot handle (Faust restarts the agent; ``/health`` must say so);
+- ``FAULTY_CRASH_FILE``: while this file exists, every record raises a Kafka error (the
+  worker must stop cleanly, and a restart resume from the committed offsets);
 - ``FAULTY_HANG_EVENT_ID``: the record holding this event id never finishes (the agent is
   stuck with input waiting; ``/health`` must turn 503 after ``stall_timeout``).
 """
@@ -41,12 +41,12 @@ def _install() -> None:
     engine.Engine._apply = buggy_apply  # type: ignore[method-assign]
     handle = pipeline.Pipeline._handle
 
-    async def faulty_handle(self: pipeline.Pipeline, message: Any) -> None:
+    async def faulty_handle(self: pipeline.Pipeline, tp: Any, message: Any) -> None:
         if CRASH_FILE is not None and Path(CRASH_FILE).exists():
-            raise KafkaError("injected agent crash")
+            raise KafkaError("injected Kafka error")
         if HANG and HANG in (message.value or b""):
             await asyncio.sleep(3600)
-        await handle(self, message)
+        await handle(self, tp, message)
 
     pipeline.Pipeline._handle = faulty_handle  # type: ignore[method-assign]
 

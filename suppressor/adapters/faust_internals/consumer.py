@@ -63,7 +63,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
@@ -98,9 +98,25 @@ STALE = -1
 """Generation id given to a record fetched before a seek: Faust's streams skip it."""
 
 
+BatchHandler = Callable[[TP, Sequence[Any], Callable[[], bool]], Awaitable[int | None]]
+"""``(tp, records, current) -> last offset processed`` (None: none, the worker is stopping):
+the app's work on a batch of one partition's records (aiokafka ``ConsumerRecord``s), under
+the record boundary; ``current()`` turns False when a seek or a rebalance made the rest
+stale."""
+
+CHUNK = 500
+"""Records of one partition handled under one hold of the record boundary: commits and
+the ticks' records get their turn between chunks, so a large fetch delays them little."""
+
+
 class Consumer(AIOKafkaConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.batch_topics: frozenset[str] = frozenset()
+        """Topics whose records go to ``batch_handler`` a fetched batch at a time, instead
+        of through Faust's conductor, stream and agent one by one (see ``_drain_messages``)."""
+        self.batch_handler: BatchHandler | None = None
+        self._processed: dict[TP, int] = {}  # last offset done through the batch path
         self.record_boundary = asyncio.Lock()
         self.before_commit: Callable[[], Awaitable[None]] | None = None
         self._epoch = 0  # seeks of ours done, counted in the consumer thread as it seeks
@@ -175,6 +191,98 @@ class Consumer(AIOKafkaConsumer):
                 since.append(message)
             yield tp, message
 
+    async def _drain_messages(self, fetcher: Any) -> None:
+        """Faust's fetch loop, handing the records of ``batch_topics`` to ``batch_handler``
+        a fetched batch at a time, partition by partition, a chunk per hold of the record
+        boundary. Faust's own path costs several tasks, a queue and four sensor calls per
+        record (two thirds of a catching-up worker's CPU, BENCHMARKS.md); its bookkeeping
+        is replaced: no ``Message`` is made or acked, the offset to commit is the last one
+        done (``_new_offset``). Other records (the tables' changelogs, recovery and
+        standbys) take Faust's path as before. A batch fetched before the seek under way or
+        done last, or by an older consumer generation, is dropped: it comes again."""
+        if self.batch_handler is None:
+            await super()._drain_messages(fetcher)
+            return
+        stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
+        try:
+            while not (stopped() or fetcher_stopped()):
+                records, active = await self._wait_next_records(1.0)
+                await asyncio.sleep(0)
+                if records is None or self.should_stop:
+                    continue
+                if not self.flow_active:  # as Faust's getmany: back to the committed offsets
+                    await self.perform_seek()
+                    continue
+                await self._hand_on(records, active)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    async def _hand_on(self, records: Mapping[TP, list[Any]], active: set[TP] | None) -> None:
+        epoch, generation = self._fetched_epoch, self.app.consumer_generation_id
+        app = self.app
+
+        def current() -> bool:
+            return (
+                epoch >= self._wanted
+                and app.consumer_generation_id == generation
+                and self.flow_active
+                and not self.should_stop
+            )
+
+        for tp, batch in records.items():
+            if not batch or not current():
+                return
+            if active is not None and tp not in active and tp not in self._buffered_partitions:
+                continue
+            if tp.topic not in self.batch_topics:
+                await self._hand_on_one_by_one(tp, batch)
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            for start in range(0, len(batch), CHUNK):
+                async with self.record_boundary:
+                    if not current():
+                        return
+                    assert self.batch_handler is not None
+                    done = await self.batch_handler(tp, batch[start : start + CHUNK], current)
+                    if done is not None:
+                        self._processed[tp] = done
+                        self.app.monitor.tp_read_offsets[tp] = done
+                if done is None or not current():
+                    return
+
+    async def _hand_on_one_by_one(self, tp: TP, batch: list[Any]) -> None:
+        """Faust's path for one partition's records (changelogs: recovery, standbys)."""
+        callback, get_read_offset = self.callback, self._read_offset.__getitem__
+        for record in batch:
+            message = self._to_message(tp, record)
+            read = get_read_offset(tp)
+            if read is None or message.offset >= read:
+                await self.wait_first(callback(message), self.suspend_flow.wait())
+                self._read_offset[tp] = message.offset
+
+    def _filter_tps_with_pending_acks(self, topics: TPorTopicSet | None = None) -> Iterator[TP]:
+        """Faust's (the partitions with acks), and those done through the batch path."""
+        yield from super()._filter_tps_with_pending_acks(topics)
+        acked = self._acked
+        for tp in list(self._processed):
+            if tp not in acked and (topics is None or tp in topics or tp.topic in topics):
+                yield tp
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The offset to commit: after the last record done through the batch path for its
+        topics (no acks there), Faust's acked offsets for the others."""
+        if tp.topic in self.batch_topics:
+            done = self._processed.get(tp)
+            return None if done is None else done + 1
+        offset: int | None = super()._new_offset(tp)
+        return offset
+
     def ack(self, message: Message) -> bool:
         """Faust's, except for a record of another generation (a stale one included):
         the stream skips it and acks it, but it is read again from the committed offset,
@@ -223,6 +331,7 @@ class Consumer(AIOKafkaConsumer):
                 if target is not None and tp in still:
                     client.seek(tp, target)
                 self._reads.reset(tp, offset)
+                self._processed.pop(tp, None)  # what is done again is done from the seek
             self._epoch += 1
 
         await thread.call_thread(seek)
@@ -265,6 +374,7 @@ class Consumer(AIOKafkaConsumer):
         self._paused_partitions.difference_update(revoked)
         for tp in revoked:
             self._taken.pop(tp, None)
+            self._processed.pop(tp, None)
             self._gap.pop(tp, None)
             self._acked.pop(tp, None)
             self._acked_index.pop(tp, None)

@@ -15,7 +15,8 @@ commits offsets.
 
 Delivery futures are not awaited per record (the transaction commit, or the
 flush before an at-least-once commit, waits for them), but a failed delivery
-crashes the app: committing past a lost output would drop it silently.
+stops the worker (``suppressor.adapters.stopping``): committing past a lost output
+would drop it silently, and a fenced producer must stop sending.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import faust
 from faust.types import TP
 
 from suppressor.adapters.faust_internals.producer import Producer
+from suppressor.adapters.stopping import STOPPER
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,6 @@ log = logging.getLogger(__name__)
 class SourceSender:
     def __init__(self, app: faust.App) -> None:
         self.app = app
-        self._crashing: asyncio.Future[None] | None = None
 
     @property
     def _producer(self) -> Producer:
@@ -81,6 +82,5 @@ class SourceSender:
             return
         error = future.exception()
         if error is not None:
-            log.error("a record could not be delivered; stopping: %r", error)
-            if self._crashing is None:
-                self._crashing = asyncio.ensure_future(self.app.crash(error))
+            log.error("a record could not be delivered: %r", error)
+            STOPPER.stop_fatally(error)
