@@ -26,6 +26,8 @@ SCENARIOS: dict[str, Scenario] = {
     "broker_restart": broker_restart.run,
     "rebalance_storm": rebalance_storm.run,
     "burst": burst.run,
+    "crash_production": crash.run_production,
+    "rebalance_storm_production": rebalance_storm.run_production,
 }
 """Every scenario, in run order: name -> ``run(ctx) -> Outcome``."""
 
