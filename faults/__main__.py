@@ -14,6 +14,7 @@ from faults import (
     erasure,
     headers,
     hostile,
+    poison,
     rebalance_storm,
 )
 from faults.harness import BROKER_PORT, REPORT, Scenario, broker_port, run_scenarios, write_report
@@ -26,6 +27,7 @@ SCENARIOS: dict[str, Scenario] = {
     "broker_restart": broker_restart.run,
     "rebalance_storm": rebalance_storm.run,
     "burst": burst.run,
+    "poison": poison.run,
     "crash_production": crash.run_production,
     "rebalance_storm_production": rebalance_storm.run_production,
 }
