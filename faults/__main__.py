@@ -16,6 +16,7 @@ from faults import (
     hostile,
     poison,
     rebalance_storm,
+    zombie,
 )
 from faults.harness import BROKER_PORT, REPORT, Scenario, broker_port, run_scenarios, write_report
 
@@ -28,6 +29,7 @@ SCENARIOS: dict[str, Scenario] = {
     "rebalance_storm": rebalance_storm.run,
     "burst": burst.run,
     "poison": poison.run,
+    "zombie": zombie.run,
     "crash_production": crash.run_production,
     "rebalance_storm_production": rebalance_storm.run_production,
 }
