@@ -41,6 +41,24 @@ from tests.integration.worker_helpers import WorkerProcess
 SLOTS = ("w0", "w1", "w2", "w3")
 
 
+def first_errors(worker: WorkerProcess, limit: int = 6) -> str:
+    """The first error lines its last process wrote to a slot's log (the cause; the last
+    ones are its shutdown), each cut to 600 characters; the coordinator not found yet at
+    start is no error here."""
+    assert worker.process is not None
+    mine = f':{worker.process.pid}"'  # the JSON lines' "worker": "<app>@<host>:<pid>"
+    lines = [line for line in worker.log_text().splitlines() if mine in line]
+    wanted = [
+        line[:600]
+        for line in lines
+        if any(mark in line for mark in FIRST_ERROR_MARKS) and "CoordinatorNotAvailable" not in line
+    ]
+    return "\n".join(wanted[:limit]) or worker.log_tail(30)
+
+
+FIRST_ERROR_MARKS = ('"level": "error"', '"level": "critical"')
+
+
 class Storm:
     def __init__(self, ctx: Context, deployment: Any, rng: random.Random) -> None:
         self.ctx = ctx
@@ -86,8 +104,8 @@ class Storm:
             assert worker.process is not None
             if worker.process.poll() is not None:
                 self.crashed.append(
-                    f"{slot} exited with {worker.process.returncode} on its own:\n```\n"
-                    f"{worker.log_tail(30)}\n```"
+                    f"{slot} exited with {worker.process.returncode} on its own; its log's "
+                    f"first error lines:\n```\n{first_errors(worker)}\n```"
                 )
                 del self.running[slot]
         for worker in list(self.leaving):

@@ -495,14 +495,21 @@ def stop_or_kill(worker: WorkerProcess, timeout_s: float = 60.0) -> int | None:
         return None
 
 
+ERROR_MARKS = (
+    "ERROR",
+    "CRITICAL",
+    "Traceback",
+    "Error:",
+    '"level": "error"',
+    '"level": "critical"',
+)
+"""A log line with one of these is an error line (plain text, or the worker's JSON lines)."""
+
+
 def log_excerpt(worker: WorkerProcess, limit: int = 12) -> str:
     """The worker log's error lines (tracebacks, ERROR, CRITICAL), the last ``limit``."""
     lines = worker.log_text().splitlines() if worker.log_path.exists() else []
-    wanted = [
-        line
-        for line in lines
-        if "ERROR" in line or "CRITICAL" in line or "Traceback" in line or "Error:" in line
-    ]
+    wanted = [line for line in lines if any(mark in line for mark in ERROR_MARKS)]
     return "\n".join(wanted[-limit:])
 
 
