@@ -2,7 +2,8 @@
 
 Run it with ``make faults`` (``python -m faults [--only NAME ...] [--scale small|full]``).
 It starts one Kafka broker of its own (``deploy/local/kafka`` on port 19792, controller
-19793, data under ``var/faults/``), runs the scenarios one after another on it, stops the
+19793, data under ``var/faults/``; ``--kafka-port`` or ``FAULTS_KAFKA_PORT`` moves both, for
+a second suite on the same machine), runs the scenarios one after another on it, stops the
 broker even when something fails, and rewrites ``RELIABILITY.md`` at the repo root. The
 exit status is non-zero when any scenario failed.
 

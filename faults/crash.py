@@ -10,6 +10,10 @@ read ``read_committed`` are compared by ``action_id`` with ``suppressor replay``
 input: lost, duplicated, changed (same id, other content), extra. Then the same with
 ``at_least_once`` on a smaller stream, where duplicates are allowed but must be copies of
 replay's actions.
+
+``crash`` runs it with the tests' settings (event clock, 3 partitions), ``crash_production``
+with production's (hybrid clock, 8 partitions, 1 standby replica): see ``faults.streaming``'s
+``Setup``.
 """
 
 from __future__ import annotations
@@ -24,12 +28,17 @@ from typing import Any
 
 from faults.harness import Context, Outcome
 from faults.streaming import (
-    POLICY,
+    HYBRID_CHECKS,
+    PRODUCTION,
+    TESTS,
     Comparison,
     Feeder,
     Lag,
     Restart,
+    Setup,
+    StallWatch,
     compare,
+    late_events,
     log_excerpt,
     read_actions,
     sentinel_lines,
@@ -59,6 +68,9 @@ class CrashRun:
     exit_code: int | None = None
     problems: list[str] = field(default_factory=list)
     stalled: bool = False
+    late: int | None = None
+    """suppressor_late_events_total of the last worker process (the others' died with them)."""
+    longest_pause_s: float = 0.0
 
 
 def stuck_partitions(worker: WorkerProcess) -> str:
@@ -100,11 +112,16 @@ def _stall_evidence(lag: Lag, worker: WorkerProcess) -> str:
 
 
 def crash_run(
-    ctx: Context, guarantee: str, *, events: int, users: int, kills: int, seed: int
+    ctx: Context,
+    guarantee: str,
+    *,
+    events: int,
+    users: int,
+    kills: int,
+    seed: int,
+    setup: Setup = TESTS,
 ) -> CrashRun:
-    deployment = ctx.deployment(
-        guarantee.replace("_", "-"), extra={"processing_guarantee": guarantee}
-    )
+    deployment = setup.deployment(ctx, guarantee.replace("_", "-"), processing_guarantee=guarantee)
     stream = synthetic_stream(ctx, deployment, events=events, users=users, seed=seed)
     deployment.feed_catalog(stream.catalog)
     rng = random.Random(ctx.seed * 1000 + seed)
@@ -115,8 +132,10 @@ def crash_run(
     lag = Lag(deployment)
     worker = WorkerProcess(deployment, "crash").start()
     result = CrashRun(guarantee, events, compare(stream.expected, []))
+    watch = StallWatch(deployment)
     try:
         result.first_start = time_restart(worker, processing=False)
+        watch.start()
         feeder.start([*stream.lines, *sentinel_lines(deployment, stream.until)], rate=FEED_RATE)
         for number, (point, delay) in enumerate(zip(points, delays, strict=True), 1):
             if not _progress_to(lag, worker, point * total, STALL_S):
@@ -156,7 +175,10 @@ def crash_run(
                 )
         actions = read_actions(deployment, len(stream.expected), timeout_s=120)
         result.comparison = compare(stream.expected, actions)
+        result.late = late_events(worker)
     finally:
+        watch.stop()
+        result.longest_pause_s = watch.longest
         lag.close()
         if worker.process is not None and worker.process.poll() is None:
             result.exit_code = worker.stop()
@@ -171,6 +193,14 @@ def crash_run(
 
 
 def run(ctx: Context) -> Outcome:
+    return crash_scenario(ctx, TESTS)
+
+
+def run_production(ctx: Context) -> Outcome:
+    return crash_scenario(ctx, PRODUCTION)
+
+
+def crash_scenario(ctx: Context, setup: Setup) -> Outcome:
     eos = crash_run(
         ctx,
         "exactly_once",
@@ -178,6 +208,7 @@ def run(ctx: Context) -> Outcome:
         users=ctx.pick(small=1_000, full=10_000),
         kills=ctx.pick(small=5, full=6),
         seed=11,
+        setup=setup,
     )
     alo = crash_run(
         ctx,
@@ -186,6 +217,7 @@ def run(ctx: Context) -> Outcome:
         users=ctx.pick(small=500, full=2_000),
         kills=3,
         seed=12,
+        setup=setup,
     )
     failures = eos.problems + alo.problems
     if len(eos.kills) < ctx.pick(small=5, full=5):
@@ -196,10 +228,16 @@ def run(ctx: Context) -> Outcome:
         failures.append(
             f"at_least_once: the distinct actions differ from replay: {alo.comparison.describe()}"
         )
+    if setup.hybrid:
+        failures += [
+            f"{crashed.guarantee}: the last worker counted {crashed.late} late events"
+            for crashed in (eos, alo)
+            if crashed.late != 0
+        ]
     figures: dict[str, Any] = {}
     for label, crashed in (("exactly-once", eos), ("at-least-once", alo)):
         prefix = f"{label}: "
-        figures[prefix + "events (+ 3 sentinels)"] = crashed.events
+        figures[prefix + f"events (+ {setup.partitions} sentinels)"] = crashed.events
         figures[prefix + "kill -9 (input committed at each kill)"] = (
             f"{len(crashed.kills)} ({', '.join(crashed.kills)})"
         )
@@ -223,14 +261,21 @@ def run(ctx: Context) -> Outcome:
         figures[prefix + "after the last kill: s until caught up"] = (
             "n/a" if crashed.catch_up_s is None else f"{crashed.catch_up_s:.1f}"
         )
+        figures[prefix + "longest pause of a partition with input waiting s (committed)"] = (
+            f"{crashed.longest_pause_s:.1f}"
+        )
+        figures[prefix + "late events counted by the last worker"] = (
+            "n/a" if crashed.late is None else crashed.late
+        )
     passed = not failures
+    production = " with production settings (issue 17, item 6)" if setup.suffix else ""
     return Outcome(
-        name="crash",
-        title="Worker crash, kill -9 (issue 6, item 1)",
+        name="crash" + setup.suffix,
+        title=f"Worker crash, kill -9 (issue 6, item 1){production}",
         passed=passed,
         figures=figures,
         notes=failures,
-        method=METHOD,
+        method=method(setup),
         headline=(
             f"{eos.events:,} events, {len(eos.kills)} kill -9: exactly-once "
             f"{len(eos.comparison.lost)} lost / {eos.comparison.duplicated} duplicated / "
@@ -241,19 +286,27 @@ def run(ctx: Context) -> Outcome:
     )
 
 
-METHOD = f"""
+def method(setup: Setup) -> str:
+    standby = dict(setup.settings).get("standby_replicas", "0") != "0"
+    nowhere = " (a standby replica needs a second worker: with one it has nowhere to go)"
+    text = METHOD.format(
+        settings=setup.text + (nowhere if standby else ""), rate=f"{FEED_RATE:,.0f}"
+    )
+    return text + (HYBRID_CHECKS if setup.hybrid else "")
+
+
+METHOD = """
 - Input: `shop_events` (tests/integration/worker_helpers.py; browse, cart, purchase, review,
   consent, forget; users chosen at random; two days of event time, reordered by up to a
-  minute), fed live by a producer paced at {FEED_RATE:,.0f} events/s (faster than the worker,
+  minute), fed live by a producer paced at {rate} events/s (faster than the worker,
   so a backlog builds) and followed by one consent per partition two days past the last
   event (the sentinels), so stream time reaches replay's `--until`.
-- One worker (policy {POLICY}, commit interval 0.5 s). Kill
-  points: seeded random fractions of the input (uniform in 3 %..90 %, sorted), each plus a
-  random 0..1.5 s; when the group's committed input offsets reach a point, the worker gets
-  SIGKILL and a new `python -m suppressor.entrypoints.worker` starts at once on the same
-  data dir (the
-  figure in brackets is the share of the input committed at the kill). Restart times are
-  from process start until `/health` says ok and until `records_processed` > 0.
+- One worker, with {settings}. Kill points: seeded random fractions of the input (uniform in
+  3 %..90 %, sorted), each plus a random 0..1.5 s; when the group's committed input
+  offsets reach a point, the worker gets SIGKILL and a new `python -m
+  suppressor.entrypoints.worker` starts at once on the same data dir (the figure in
+  brackets is the share of the input committed at the kill). Restart times are from
+  process start until `/health` says ok and until `records_processed` > 0.
 - After the last kill and the whole feed, the worker must bring the group's committed
   offsets to the input topics' end; then `actions` is read from the beginning with
   `isolation_level=read_committed` and compared by `action_id` with `suppressor replay`
@@ -261,4 +314,7 @@ METHOD = f"""
   *changed* (an action whose content differs from replay's under the same id), *extra*.
   Exactly-once passes when all are 0; at-least-once when lost, changed and extra are 0
   (duplicates are allowed and counted). The last worker must then stop gracefully (exit 0).
+- *Longest pause*: sampled every 0.5 s, the longest spell in which a partition number
+  had input waiting and the group's committed offsets on it did not move (restarts
+  included; committed offsets trail processing by up to a commit interval).
 """

@@ -134,12 +134,23 @@ class Outcome:
 Scenario = Callable[[Context], Outcome]
 
 
+def broker_port() -> int:
+    """The suite's broker port: ``FAULTS_KAFKA_PORT``, else 19792 (two suites side by side
+    on one machine need two ports; the controller takes the next one)."""
+    return int(os.environ.get("FAULTS_KAFKA_PORT", BROKER_PORT))
+
+
 def run_scenarios(
-    scenarios: Sequence[tuple[str, Scenario]], scale: Scale, *, fresh: bool = True
+    scenarios: Sequence[tuple[str, Scenario]],
+    scale: Scale,
+    *,
+    fresh: bool = True,
+    port: int | None = None,
 ) -> list[Outcome]:
-    """Start the broker, run each scenario (an exception is a failed outcome), stop it."""
+    """Start the broker (on ``port``, default ``broker_port()``), run each scenario (an
+    exception is a failed outcome), stop it."""
     VAR.mkdir(parents=True, exist_ok=True)
-    port = int(os.environ.get("FAULTS_KAFKA_PORT", BROKER_PORT))  # two suites side by side
+    port = port or broker_port()
     data_dir = VAR / ("kafka" if port == BROKER_PORT else f"kafka-{port}")
     broker = LocalBroker(data_dir, port, port + 1)
     if fresh:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -38,6 +39,87 @@ from tests.integration.worker_helpers import (
 
 POLICY = ", ".join(f"`{line}`" for line in TEST_POLICY.splitlines() if line.strip())
 """The tests' policy the scenarios' workers run with, for the methods' text."""
+
+
+# --- the settings a scenario runs with ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The settings of a scenario's deployment: the tests' (``TESTS``) or production's
+    (``PRODUCTION``); a scenario run with both is two scenario names (``crash``,
+    ``crash_production``)."""
+
+    suffix: str
+    """Appended to the scenario's name: ``""`` or ``"_production"``."""
+    partitions: int
+    policy_text: str
+    settings: tuple[tuple[str, str], ...]
+    """``SUPPRESSOR_*`` settings beyond the Deployment's (lower-case names, as its extra)."""
+    text: str
+    """The settings in words, for a method's text."""
+
+    def deployment(self, ctx: Context, name: str, **settings: str) -> Deployment:
+        return ctx.deployment(
+            name,
+            partitions=self.partitions,
+            policy_text=self.policy_text,
+            extra={**dict(self.settings), **settings},
+        )
+
+    @property
+    def hybrid(self) -> bool:
+        return 'clock = "event"' not in self.policy_text
+
+
+TESTS = Setup(
+    suffix="",
+    partitions=3,
+    policy_text=TEST_POLICY,
+    settings=(),
+    text=f"the tests' settings: policy {POLICY}; 3 partitions; no standby replica; commit "
+    "and tick interval 0.5 s; session timeout 6 s",
+)
+PRODUCTION = Setup(
+    suffix="_production",
+    partitions=8,
+    policy_text='clock = "hybrid"\n',
+    settings=(
+        ("standby_replicas", "1"),
+        ("commit_interval", "1.0"),
+        ("tick_interval", "1.0"),
+        ("session_timeout", "10"),
+    ),
+    text='production settings: policy `clock = "hybrid"`, the worker\'s default clock, every '
+    "other policy value at its default (`idle_timeout` 30 s); 8 partitions, the default; 1 "
+    "standby replica (`SUPPRESSOR_STANDBY_REPLICAS=1`); the worker's default commit and tick "
+    "interval, 1 s, and session timeout, 10 s",
+)
+
+HYBRID_CHECKS = """
+- **Why replay is still the reference under the hybrid clock** (suppressor/core/clock.py): a
+  topic's event time moves on by the wall clock only from the moment its largest `ts`
+  last rose, so a worker's stream time can run ahead of the events it has read by at
+  most the longest wall-clock spell in which one of a partition's topics, in a process
+  that holds the partition, got no newer event (a dead process's clock does not run; a
+  new owner restores the saved stream time when it first reads the partition and counts
+  from then). The input's events are seconds of event time apart, each stamped within
+  ±60 s of its place in the feed (`shop_events`), so none is more than 2 min older than
+  one sent before it; `grace` is 5 min. A decision can differ from replay's only if a
+  deadline fires before an event with `ts` at or before it is applied, or an event comes
+  late; both need stream time ahead of an unread event by more than `grace`, i.e. a
+  partition's topic without a newer event for over 3 min (`grace` - 2 min) of wall clock
+  while events were still on their way to it. The *longest pause* figure bounds such
+  spells from above (it also counts the time no process held the partition). The events
+  are stamped in 2024, far behind the wall clock, so another partition's watermark never
+  counts as *fresh* (`Pipeline._fresh`) and always holds stream time back, as with the
+  event clock; and replay's `--until`, two days past the last event, lies far beyond
+  anything the wall clock adds in a run of minutes. So the actions must still equal
+  replay's exactly; as a cross-check, no event may have been counted late
+  (`suppressor_late_events_total` of the workers running at the end; the counts of
+  earlier processes die with them).
+"""
+"""The method text's paragraph on checks under the hybrid clock (the production setup)."""
 DEADLINES_PASSED = timedelta(days=2)
 """replay's --until and the sentinels' ts: past every basket deadline of the input."""
 
@@ -203,15 +285,26 @@ class Lag:
         ]
 
     def end(self) -> int:
-        return sum(self.consumer.end_offsets(self.partitions).values())
+        return sum(self.end_offsets().values())
+
+    def end_offsets(self) -> dict[TopicPartition, int]:
+        return dict(self.consumer.end_offsets(self.partitions))
 
     def committed(self) -> int:
+        offsets = self.committed_offsets()
+        return -1 if offsets is None else sum(offsets.values())
+
+    def committed_offsets(self) -> dict[TopicPartition, int] | None:
+        """The group's committed offset of each input partition (0: none yet); None while
+        unknown (no group yet, or its coordinator is moving)."""
         try:
             found = self.admin.list_group_offsets({self.group: None}).get(self.group, {})
-        except Exception:  # no group yet, or its coordinator is moving
-            return -1
+        except Exception:
+            return None
         wanted = set(self.partitions)
-        return sum(meta.offset for tp, meta in found.items() if tp in wanted and meta.offset > 0)
+        return {
+            tp: max(meta.offset, 0) if (meta := found.get(tp)) is not None else 0 for tp in wanted
+        }
 
     def lag(self) -> int:
         """-1 while unknown: no committed offsets yet, or this reader's own client timed out
@@ -228,6 +321,54 @@ class Lag:
     def close(self) -> None:
         self.admin.close()
         self.consumer.close()
+
+
+class StallWatch:
+    """The longest wall-clock spell in which a partition number had input waiting and the
+    group's committed offsets on it did not move, sampled every ``interval_s`` in a thread
+    of its own (its own clients). Committed offsets trail processing by up to a commit
+    interval, so this bounds a partition's pause in processing from above (give or take
+    the sampling interval)."""
+
+    def __init__(self, deployment: Deployment, interval_s: float = 0.5) -> None:
+        self.deployment = deployment
+        self.interval_s = interval_s
+        self.longest = 0.0
+        self.longest_partition: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stall-watch", daemon=True)
+
+    def start(self) -> StallWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        lag = Lag(self.deployment)
+        moved: dict[int, tuple[int, float]] = {}  # partition -> (committed, since)
+        try:
+            while not self._stop.wait(self.interval_s):
+                committed = lag.committed_offsets()
+                try:
+                    ends = lag.end_offsets()
+                except KafkaTimeoutError:
+                    continue
+                if committed is None:
+                    continue
+                now = time.monotonic()
+                for partition in range(self.deployment.partitions):
+                    done = sum(o for tp, o in committed.items() if tp.partition == partition)
+                    end = sum(o for tp, o in ends.items() if tp.partition == partition)
+                    last, since = moved.get(partition, (-1, now))
+                    if done != last or done >= end:
+                        moved[partition] = (done, now)
+                    elif now - since > self.longest:
+                        self.longest, self.longest_partition = now - since, partition
+        finally:
+            lag.close()
 
 
 def wait_caught_up(
@@ -342,14 +483,33 @@ class RssSampler:
         return [kb for _, phase, kb in self.samples if phase in phases]
 
 
+def stop_or_kill(worker: WorkerProcess, timeout_s: float = 60.0) -> int | None:
+    """A graceful stop (SIGTERM, after SIGCONT in case it is stopped) and its exit status;
+    None when it did not finish within ``timeout_s`` and the worker was killed instead."""
+    assert worker.process is not None
+    worker.process.send_signal(signal.SIGCONT)
+    try:
+        return worker.stop(timeout_s)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        return None
+
+
+ERROR_MARKS = (
+    "ERROR",
+    "CRITICAL",
+    "Traceback",
+    "Error:",
+    '"level": "error"',
+    '"level": "critical"',
+)
+"""A log line with one of these is an error line (plain text, or the worker's JSON lines)."""
+
+
 def log_excerpt(worker: WorkerProcess, limit: int = 12) -> str:
     """The worker log's error lines (tracebacks, ERROR, CRITICAL), the last ``limit``."""
     lines = worker.log_text().splitlines() if worker.log_path.exists() else []
-    wanted = [
-        line
-        for line in lines
-        if "ERROR" in line or "CRITICAL" in line or "Traceback" in line or "Error:" in line
-    ]
+    wanted = [line for line in lines if any(mark in line for mark in ERROR_MARKS)]
     return "\n".join(wanted[-limit:])
 
 
