@@ -23,16 +23,16 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from aiokafka.structs import TopicPartition as AioTP
-from rocksdict import Rdict
+from rocksdict import Options, Rdict
 
 from suppressor.adapters.partition import PartitionRuntime
 from suppressor.adapters.settings import Settings
-from suppressor.adapters.state import DeferredWrites, PartitionKV, Write
+from suppressor.adapters.state import PartitionKV, RocksTable
 from suppressor.core.clock import PartitionClock
 from suppressor.core.codec import event_from_wire, output_records
 from suppressor.core.engine import Engine
@@ -45,28 +45,24 @@ LINGER_MS = round(Settings.model_fields["producer_linger"].default * 1000)
 """The worker's default ``producer_linger``."""
 
 
-class RdictKV(PartitionKV):
-    """A partition's keys in a rocksdict database of its own, not in a Faust table."""
+class RdictStore:
+    """What ``PartitionKV`` uses of the worker's RocksDB table, on a rocksdict database of
+    its own (no Faust table here)."""
 
-    def __init__(self, path: Path, partition: int) -> None:  # no super(): no Faust table
-        self.partition = partition
-        self._db = Rdict(str(path))
-        self._writes: list[Write] = []
+    def __init__(self, path: Path) -> None:
+        self.store = self  # PartitionKV reads ``table.store``
+        self._db = Rdict(str(path), options=Options(raw_mode=True))
 
-    def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self._db.get(key)
-        return value
+    def partition_db(self, partition: int) -> Rdict:
+        return self._db
 
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
+    def mark_dirty(self, partition: int) -> None:
+        pass
+
+    def visible_items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._db.items():
             assert isinstance(key, bytes) and isinstance(value, bytes)
             yield key, value
-
-    def _write(self, key: bytes, value: bytes | None) -> None:
-        if value is None:
-            self._db.delete(key)
-        else:
-            self._db.put(key, value)
 
     def close(self) -> None:
         self._db.close()
@@ -135,21 +131,21 @@ async def batch_loop(
     hybrid = policy.clock != "event"
     index = {topic: number for number, topic in enumerate(inputs)}
     runtimes: dict[int, PartitionRuntime] = {}
-    deferred: dict[int, DeferredWrites] = {}
-    kvs: list[RdictKV] = []
+    stores: list[RdictStore] = []
 
     def runtime(partition: int) -> PartitionRuntime:
         found = runtimes.get(partition)
         if found is None:
             now = time.monotonic()
-            users = RdictKV(workdir / f"users-{partition}", partition)
-            clocks = RdictKV(workdir / f"clock-{partition}", partition)
-            kvs.extend((users, clocks))
+            user_store = RdictStore(workdir / f"users-{partition}")
+            clock_store = RdictStore(workdir / f"clock-{partition}")
+            stores.extend((user_store, clock_store))
+            users = PartitionKV(cast(RocksTable, user_store), partition)
+            clocks = PartitionKV(cast(RocksTable, clock_store), partition)
             clock = PartitionClock(inputs, policy.idle_timeout, hybrid, now)
             found = runtimes[partition] = PartitionRuntime(
                 engine, users, clocks, clock, now, track_origins=True
             )
-            deferred[partition] = DeferredWrites()
         return found
 
     done = bad = records_out = 0
@@ -157,7 +153,7 @@ async def batch_loop(
 
     async def handle(partition: int, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         nonlocal bad, records_out
-        partition_runtime, writes = runtime(partition), deferred[partition]
+        partition_runtime = runtime(partition)
         for message in messages:
             position = SourcePosition(
                 topic=message.topic, partition=message.partition, offset=message.offset
@@ -170,7 +166,6 @@ async def batch_loop(
             work = partition_runtime.on_event(
                 message.topic, event_from_wire(parsed), time.monotonic(), origin
             )
-            writes.add(work.state_writes)
             for kind, key, value in output_records(work.outcome, policy.version):
                 await send(prefix + kind, value, key=key)
             records_out += len(work.outcome.actions) + len(work.outcome.decisions)
@@ -178,8 +173,8 @@ async def batch_loop(
     async def save_states() -> None:
         """The outputs first, then the latest states that hold them, and the clocks."""
         await producer.flush()
-        for partition, writes in deferred.items():
-            for key, state in writes.drain():
+        for partition, partition_runtime in runtimes.items():
+            for key, state in partition_runtime.flush_users():
                 await send(f"{prefix}users-changelog", state, key=key, partition=partition)
             for key, clock in runtimes[partition].save_clock():
                 await send(f"{prefix}clock-changelog", clock, key=key, partition=partition)
@@ -198,8 +193,8 @@ async def batch_loop(
                 await flush_and_commit(producer, consumer, offsets)
             seconds = time.monotonic() - (first or time.monotonic())
     finally:
-        for kv in kvs:
-            kv.close()
+        for store in stores:
+            store.close()
     return {
         "events": done,
         "bad": bad,

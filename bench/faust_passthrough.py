@@ -70,6 +70,7 @@ def build() -> faust.App:
             if first:
                 first_path.write_text(repr(time.time()))
                 first = False
+            await sender.begin(event.message.tp)  # Faust may commit between two records
             await sender.send(event.message.tp, output, event.key, event.value)
 
     app.agent(source, name="forward")(forward)

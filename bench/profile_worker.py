@@ -110,13 +110,14 @@ def run(events: int, users: int, partitions: int, guarantee: str, port: int) -> 
         started = time.monotonic()
         try:
             first = None
+            cpu_at_first = 0.0
             while not offsets.caught_up(deployment.settings.app_id, end):
                 worker.check_alive()
                 if first is None and worker.metrics().get("suppressor_events_total", 0) > 0:
-                    first = time.monotonic()
+                    first, cpu_at_first = time.monotonic(), worker.cpu_seconds()
                 time.sleep(0.25)
             done = time.monotonic()
-            cpu = worker.cpu_seconds()
+            cpu = worker.cpu_seconds() - cpu_at_first  # the catch-up's, not the start-up's
         finally:
             spy.send_signal(2)  # SIGINT: py-spy writes what it has
             spy.wait(timeout=60)

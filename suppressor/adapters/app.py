@@ -123,6 +123,7 @@ def build_app(
     hybrid = policy.clock != "event"
     engine = Engine(policy, catalog)
     app.pipeline = Pipeline(app, topology, engine, users, clocks, metered, hybrid)
+    app.pipeline.sender.latency = app.metrics.send_latency.observe
     feed = CatalogFeed(catalog, app.pipeline.send_catalog_dead_letter)
     app.catalog_reader = CatalogReader(
         settings.bootstrap_servers,

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter as CounterOf
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -379,6 +380,13 @@ class Metrics:
             buckets=DECISION_BUCKETS,
             registry=r,
         )
+        self.send_latency = Histogram(
+            "suppressor_send_latency_seconds",
+            "Seconds from a record's send to its delivery (acked by the broker), one send "
+            "in 64 timed",
+            buckets=DECISION_BUCKETS,
+            registry=r,
+        )
         self.event_lag = Histogram(
             "suppressor_event_lag_seconds",
             "Wall clock minus event time of each good event when read",
@@ -454,33 +462,52 @@ class Metrics:
         self.event_lag.observe(max(0.0, wall - event_ts_ms / 1000))
 
     def observe_output(self, output: Outcome, started: float | None = None) -> None:
-        """What the engine returned for one event or tick, once it has been sent.
+        """What the engine returned for one event or tick (or a batch of them, merged),
+        once it has been sent. Counts are gathered first and each labelled counter is
+        incremented once.
 
         ``started``: ``time.monotonic()`` when the worker took the event in hand; the
         decision latency is observed when the output holds decisions.
         """
         warned = self._warned
+        counts: CounterOf[tuple[int, tuple[str, ...]]] = CounterOf()
+        actions, suppressed, exclusions = id(self.actions), id(self.suppressed), id(self.exclusions)
+        measured, conversions = id(self.measured_actions), id(self.conversions)
         for action in output.actions:
-            kind = _checked(action.kind, ACTION_KINDS, "action kind", warned)
-            self._labelled(self.actions, kind).inc()
+            counts[actions, (action.kind,)] += 1
         for decision in output.decisions:
             if decision.reason is not None:
-                trigger = _checked(decision.trigger, TRIGGERS, "trigger", warned)
-                reason = _checked(decision.reason, REASONS, "reason", warned)
-                self._labelled(self.suppressed, trigger, reason).inc()
+                counts[suppressed, (decision.trigger, decision.reason)] += 1
             for _, reason in decision.excluded:
-                excluded = _checked(reason, REASONS, "exclusion", warned)
-                self._labelled(self.exclusions, excluded).inc()
-        for decision in output.decisions:
+                counts[exclusions, (reason,)] += 1
             if decision.action_id is not None:  # emitted, or held out
                 group = "holdout" if decision.reason == "holdout" else "treated"
-                kind = _checked(decision.trigger, ACTION_KINDS, "action kind", warned)
-                self._labelled(self.measured_actions, kind, group).inc()
+                counts[measured, (decision.trigger, group)] += 1
         for conversion in output.conversions:
             group = "holdout" if conversion.held_out else "treated"
             converted = "true" if conversion.converted_at is not None else "false"
-            kind = _checked(conversion.kind, ACTION_KINDS, "action kind", warned)
-            self._labelled(self.conversions, kind, group, converted).inc()
+            counts[conversions, (conversion.kind, group, converted)] += 1
+        vocabularies = {
+            actions: (self.actions, ((ACTION_KINDS, "action kind"),)),
+            suppressed: (self.suppressed, ((TRIGGERS, "trigger"), (REASONS, "reason"))),
+            exclusions: (self.exclusions, ((REASONS, "exclusion"),)),
+            measured: (
+                self.measured_actions,
+                ((ACTION_KINDS, "action kind"), (("treated", "holdout"), "group")),
+            ),
+            conversions: (
+                self.conversions,
+                ((ACTION_KINDS, "action kind"), (("treated", "holdout"), "group"),
+                 (("true", "false"), "converted")),
+            ),
+        }  # fmt: skip
+        for (metric_id, values), n in counts.items():
+            metric, checks = vocabularies[metric_id]
+            labels = tuple(
+                _checked(value, vocabulary, what, warned)
+                for value, (vocabulary, what) in zip(values, checks, strict=True)
+            )
+            self._labelled(metric, *labels).inc(n)
         if output.late_events:
             self.late.inc(output.late_events)
         if output.erased:
@@ -667,26 +694,47 @@ class _ScrapeTimeCollector(Collector):
 
 class MetricsObserver:
     """``suppressor.adapters.observe.WorkerObserver`` feeding ``Metrics``: pass it to
-    ``build_app``. ``on_work`` (after a record's sends) counts what it caused, observes the
-    decision latency from when the record was taken in hand, and sets the partition's
-    stream time."""
+    ``build_app``. What a chunk of records caused is gathered and counted at its end
+    (``on_chunk_done``): one increment per labelled counter, not one per record; the
+    decision latency is observed per record (from when it was taken in hand), the
+    partitions' stream time and state counts set once per chunk."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._events: CounterOf[str] = CounterOf()
+        self._outcome = Outcome()
+        self._partitions: dict[int, tuple[Any, int]] = {}  # partition: (runtime, stream time)
 
     def on_event(self, partition: int, event: Event, appended_at: float | None) -> None:
-        self.metrics.observe_event(event.type, event.ts)
+        self._events[event.type] += 1
+        metrics = self.metrics
+        metrics.event_lag.observe(max(0.0, metrics._wall() - event.ts / 1000))
 
     def on_work(self, runtime: Any, work: Any, started: float) -> None:
-        partition = runtime.partition
-        self.metrics.observe_output(work.outcome, started)
+        outcome = work.outcome
+        if outcome.decisions:
+            self.metrics.decision_seconds.observe(max(0.0, self.metrics._monotonic() - started))
+        self._outcome.merge(outcome)
         if work.unreadable:
             self.metrics.unreadable_states.inc(work.unreadable)
-        self.metrics.set_stream_time(partition, work.stream_time)
-        processor = runtime.processor
-        self.metrics.set_partition_state(
-            partition, processor.users, processor.open_baskets, processor.pending_similar
-        )
+        self._partitions[runtime.partition] = (runtime, work.stream_time)
+
+    def on_chunk_done(self) -> None:
+        metrics = self.metrics
+        warned = metrics._warned
+        for event_type, n in self._events.items():
+            checked = _checked(event_type, EVENT_TYPES, "event type", warned)
+            metrics._labelled(metrics.events, checked).inc(n)
+        self._events.clear()
+        metrics.observe_output(self._outcome)
+        self._outcome = Outcome()
+        for partition, (runtime, stream_time) in self._partitions.items():
+            metrics.set_stream_time(partition, stream_time)
+            processor = runtime.processor
+            metrics.set_partition_state(
+                partition, processor.users, processor.open_baskets, processor.pending_similar
+            )
+        self._partitions.clear()
 
     def on_dead_letter(self, dead: DeadLetter) -> None:
         self.metrics.observe_dead_letter(dead.error_code)

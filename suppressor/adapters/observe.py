@@ -26,6 +26,9 @@ class WorkerObserver(Protocol):
         actions, late events, stream time. ``started``: monotonic seconds when the record
         was taken in hand, before the engine ran."""
 
+    def on_chunk_done(self) -> None:
+        """A chunk of records (see ``Pipeline.handle_batch``) is done: count what it caused."""
+
     def on_dead_letter(self, dead: DeadLetter) -> None:
         """A record went to the dead-letter topic."""
 
@@ -48,6 +51,10 @@ class BothObservers:
     def on_work(self, runtime: PartitionRuntime, work: RecordOutcome, started: float) -> None:
         self.first.on_work(runtime, work, started)
         self.second.on_work(runtime, work, started)
+
+    def on_chunk_done(self) -> None:
+        self.first.on_chunk_done()
+        self.second.on_chunk_done()
 
     def on_dead_letter(self, dead: DeadLetter) -> None:
         self.first.on_dead_letter(dead)

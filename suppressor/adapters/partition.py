@@ -6,7 +6,7 @@ sends what it returns (``RecordOutcome``), in the transaction of the record that
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from suppressor.adapters.state import (
@@ -32,11 +32,10 @@ IDLE = Idle.IDLE
 
 @dataclass(slots=True)
 class RecordOutcome:
-    """What one record caused: the engine's output and the changelog records to send."""
+    """What one record caused: the engine's outcome, and the partition's stream time."""
 
     outcome: Outcome
     stream_time: int
-    state_writes: list[Write] = field(default_factory=list)
     redelivered: bool = False
     """The event was in the user's state already (read again after a crash): skipped."""
     unreadable: int = 0
@@ -128,13 +127,17 @@ class PartitionRuntime:
         with self.store.changing():
             return self.processor.advance_to(stream_time)
 
+    def flush_users(self) -> list[Write]:
+        """The users' writes held since the last commit: to RocksDB, and the changelog
+        records to send (see ``PartitionKV.flush``)."""
+        return self.users.flush()
+
     def save_clock(self) -> list[Write]:
         """The clock's changelog records when it moved since the last save.
 
         Called just before each commit (see suppressor.adapters.faust_internals.consumer):
-        the saved clock is
-        the one that goes with the committed offsets, so a restart or a rebalance
-        resumes exactly there.
+        the saved clock is the one that goes with the committed offsets, so a restart or
+        a rebalance resumes exactly there.
         """
         snapshot = self.clock.snapshot()
         if self.store.erased:  # this commit's erasures (see UserStateStore.delete)
@@ -143,7 +146,7 @@ class PartitionRuntime:
         if snapshot != self._saved_snapshot:
             self.clock_store.save(snapshot)
             self._saved_snapshot = snapshot
-        return self.clocks.take_writes()
+        return self.clocks.flush()
 
     def observe_only(self, topic: str, ts: int, now: float) -> None:
         """An event read here that belongs to another partition still shows the topic's progress."""
@@ -152,4 +155,4 @@ class PartitionRuntime:
     def _work(self, output: Outcome, stream_time: int) -> RecordOutcome:
         store = self.store
         unreadable, store.unreadable = store.unreadable, 0
-        return RecordOutcome(output, stream_time, self.users.take_writes(), unreadable=unreadable)
+        return RecordOutcome(output, stream_time, unreadable=unreadable)

@@ -39,7 +39,7 @@ from suppressor.adapters.faust_internals.redelivery import Deliveries
 from suppressor.adapters.faust_internals.sender import SourceSender
 from suppressor.adapters.observe import WorkerObserver
 from suppressor.adapters.partition import IDLE, PartitionRuntime, RecordOutcome
-from suppressor.adapters.state import UNLIMITED, DeferredWrites, Origin, PartitionKV, RocksTable
+from suppressor.adapters.state import UNLIMITED, Origin, PartitionKV, RocksTable
 from suppressor.adapters.stopping import STOPPER, is_kafka_error
 from suppressor.adapters.topology import Topology
 from suppressor.core.admission import (
@@ -101,11 +101,11 @@ class Pipeline:
         """The largest encoded user state the changelog takes (set at start, see
         suppressor.adapters.app)."""
         self._started = 0.0
+        self._owners: dict[str, int] = {}
         self.crashed: str | None = None
         """The error class that last stopped the agent, until it processes a record again."""
         self._positions = Deliveries()
         self._input_index = {topic: i for i, topic in enumerate(topology.inputs)}
-        self._deferred: dict[int, DeferredWrites] = {}
         self.policy_version = engine.policy.version
         self._output_topics = {
             ACTIONS: topology.actions,
@@ -128,12 +128,14 @@ class Pipeline:
         """Records of one partition, in order (the consumer's batch path, under the record
         boundary): the offset of the last one done, None when none was (stopping)."""
         done: int | None = None
+        await self.sender.begin(tp)  # no commit runs until the chunk is done
         for record in records:
             if not current():  # a seek or a rebalance: the rest comes again
                 break
             if not await self.handle(tp, record):
                 break
             done = record.offset
+        self.observer.on_chunk_done()
         return done
 
     async def handle(self, tp: TP, message: Record) -> bool:
@@ -201,7 +203,7 @@ class Pipeline:
                 self.observer.on_event(message.partition, event, message.timestamp / 1000)
             await self._finish(tp, work, message, event)
             return
-        owner = self.topology.partition_for(event.user_id)
+        owner = self._owner(event.user_id)
         origin = (f"{self._input_index[message.topic]}.{message.partition}", message.offset)
         if owner != message.partition:
             runtime.observe_only(message.topic, event.ts, self.now())
@@ -211,6 +213,16 @@ class Pipeline:
         if not work.redelivered:
             self.observer.on_event(message.partition, event, message.timestamp / 1000)
         await self._finish(tp, work, message, event)
+
+    def _owner(self, user_id: str) -> int:
+        """The user's partition (murmur2 in pure Python: remembered for recent users)."""
+        owners = self._owners
+        owner = owners.get(user_id)
+        if owner is None:
+            if len(owners) >= OWNERS_REMEMBERED:
+                owners.clear()
+            owner = owners[user_id] = self.topology.partition_for(user_id)
+        return owner
 
     def _plausible(self, internal: RepartitionHeaders) -> RepartitionHeaders | str:
         """A watermark is bounded by the wall clock as an input event's ts is: a forged one
@@ -354,7 +366,6 @@ class Pipeline:
             if tp.topic in mine:
                 self.runtimes.pop(tp.partition, None)
                 self._positions.forget(tp)
-                self._deferred.pop(tp.partition, None)  # the commit before the revoke sent them
 
     # --- sends -------------------------------------------------------------------------
 
@@ -369,47 +380,48 @@ class Pipeline:
         send = self.sender.send
         if work.redelivered:
             self.redelivered += 1
-        if self.at_least_once:
-            if work.state_writes:
-                deferred = self._deferred.get(partition)
-                if deferred is None:
-                    deferred = self._deferred[partition] = DeferredWrites()
-                deferred.add(work.state_writes)
-        else:
-            changelog = self.users.changelog_topic.get_topic_name()
-            for key, value in work.state_writes:
-                await send(source, changelog, key, value, partition)
         topics = self._output_topics
         for kind, key, value in output_records(work.outcome, self.policy_version):
-            await send(source, topics[kind], key, value)
+            # keyed by user id, and every user of this record is this partition's: the
+            # partition the producer's partitioner would pick (without hashing again)
+            await send(source, topics[kind], key, value, partition)
         for failure in work.outcome.failures:
             await self._failed(source, failure, message, event)
         self.observer.on_work(self.runtimes[partition], work, self._started)
 
     async def before_commit(self) -> None:
-        """Each partition's moved clock goes into the transaction about to commit.
+        """The users' state and each partition's moved clock go into the commit about to
+        happen, once per changed user (``PartitionKV.flush``: RocksDB in one WriteBatch,
+        and the changelog records).
 
-        At least once, the users' changelog records held back since the last commit go
-        first, and only once every output sent so far is delivered: a state in the
-        changelog then never holds an event whose actions could still be lost. After a
-        crash, the records since the committed offsets are read again; those already in
-        a user's restored state are skipped (``UserStateStore.claim``), the others are
-        processed on the state they were first processed on, so their actions come out
-        again with the same ids, as duplicates. The clock follows the states it goes
-        with. The commit itself (Faust's) flushes again before committing offsets."""
-        if self.at_least_once and any(self._deferred.values()):
-            producer = self.app.producer
-            await producer.flush()
-            changelog = self.users.changelog_topic.get_topic_name()
-            for partition, writes in self._deferred.items():
-                for key, value in writes.drain():
-                    await self.sender.send_plain(changelog, key, value, partition)
-            await producer.flush()
-        changelog = self.clocks.changelog_topic.get_topic_name()
-        for partition, runtime in list(self.runtimes.items()):
+        Exactly once, they are sent in the partition's transaction, which commits them with
+        the outputs and the input offsets. At least once, they go only once every output
+        sent so far is delivered: a state in the changelog then never holds an event whose
+        actions could still be lost. After a crash, the records since the committed offsets
+        are read again; those already in a user's restored state are skipped
+        (``UserStateStore.claim``), the others are processed on the state they were first
+        processed on, so their actions come out again with the same ids, as duplicates.
+        The clock follows the states it goes with. The commit itself (Faust's) flushes
+        again before committing offsets."""
+        users = self.users.changelog_topic.get_topic_name()
+        clocks = self.clocks.changelog_topic.get_topic_name()
+        runtimes = list(self.runtimes.items())
+        if self.at_least_once and any(runtime.users.held for _, runtime in runtimes):
+            await self.app.producer.flush()
+            for partition, runtime in runtimes:
+                for key, value in runtime.flush_users():
+                    await self.sender.send_plain(users, key, value, partition)
+            await self.app.producer.flush()
+        for partition, runtime in runtimes:
             source = TP(self.topology.ticks, partition)  # any of the partition's topics will do
-            for key, value in runtime.save_clock():
-                await self.sender.send(source, changelog, key, value, partition)
+            writes = [] if self.at_least_once else runtime.flush_users()
+            clock = runtime.save_clock()
+            if writes or clock:
+                await self.sender.begin(source)
+            for key, value in writes:
+                await self.sender.send(source, users, key, value, partition)
+            for key, value in clock:
+                await self.sender.send(source, clocks, key, value, partition)
 
     async def _forward(
         self, source: TP, value: bytes, user_id: str, owner: int, origin: Origin
@@ -447,6 +459,9 @@ class Pipeline:
         await self.sender.send_plain(self.topology.dlq, None, dead_letter_bytes(dead), partition)
         self.observer.on_dead_letter(dead)
 
+
+OWNERS_REMEMBERED = 100_000
+"""Users whose partition ``Pipeline._owner`` keeps (cleared when full: a few MB at most)."""
 
 SOURCE = "suppressor-source"
 """Header of a repartition record: the partition that forwarded it."""

@@ -4,11 +4,12 @@ Why not ``table[key] = value``: a Faust table hands its changelog write to a
 producer *buffer* that a background task drains. Under ``exactly_once`` the
 consumer commits the transaction without draining that buffer first, so a
 write can miss the transaction of the event that caused it (and a crash then
-loses it while the input offset is committed). Here the local RocksDB write
-is immediate and the changelog records are collected (``take_writes``) and
-sent by the agent itself, awaited, in the transaction of the input record
-(see ``suppressor.adapters.faust_internals.sender``). Faust still owns everything
-else: the changelog topic, recovery before processing, standby replicas.
+loses it while the input offset is committed). Here a partition's writes are held
+(``PartitionKV``, reads see them) until the commit: then, once per changed key, they
+go to RocksDB in one WriteBatch and to the changelog in the transaction being
+committed, with the input offsets (``Pipeline.before_commit``; at least once, after
+every output is delivered). Faust still owns everything else: the changelog topic,
+recovery before processing, standby replicas.
 
 The table and its store (Faust's RocksDB store, adapted) are in
 ``suppressor.adapters.faust_internals.store``.
@@ -23,6 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rocksdict import WriteBatch
+
 from suppressor.adapters.faust_internals.store import RocksTable
 from suppressor.core.codec import Origins, UnreadableState, decode_state, state_to_bytes
 from suppressor.core.model import UserState
@@ -35,44 +38,64 @@ Write = tuple[bytes, bytes | None]
 
 
 class PartitionKV:
-    """One partition of a RocksTable: local reads and writes, changelog records collected."""
+    """One partition of a RocksTable: reads, and writes held until ``flush`` (the commit),
+    which applies them to RocksDB in one WriteBatch and returns the changelog records to
+    send: per key changed since the last flush, a tombstone when it was deleted in
+    between (erasure must reach the changelog), then its latest value if any."""
 
     def __init__(self, table: RocksTable, partition: int) -> None:
         self.table = table
         self.partition = partition
-        self._writes: list[Write] = []
+        self._held: dict[bytes, tuple[bool, bytes | None]] = {}  # key: (deleted, latest)
 
     def get(self, key: bytes) -> bytes | None:
+        held = self._held.get(key)
+        if held is not None:
+            return held[1]
         value: bytes | None = self.table.store.partition_db(self.partition).get(key)
         return value
 
     def put(self, key: bytes, value: bytes) -> None:
-        self._write(key, value)
-        last = self._writes[-1] if self._writes else None
-        if last is not None and last[0] == key and last[1] is not None:
-            self._writes[-1] = (key, value)  # only the latest value of a run of puts matters
-        else:
-            self._writes.append((key, value))
+        held = self._held.get(key)
+        self._held[key] = (held is not None and held[0], value)
 
     def delete(self, key: bytes) -> None:
-        self._write(key, None)
-        self._writes.append((key, None))  # kept: erasure must reach the changelog
+        self._held[key] = (True, None)
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
-        return self.table.store.visible_items(self.partition)
+        held = self._held
+        for key, value in self.table.store.visible_items(self.partition):
+            if key not in held:
+                yield key, value
+        for key, (_, latest) in list(held.items()):
+            if latest is not None:
+                yield key, latest
 
-    def take_writes(self) -> list[Write]:
-        writes, self._writes = self._writes, []
-        return writes
+    @property
+    def held(self) -> int:
+        """Keys changed since the last flush."""
+        return len(self._held)
 
-    def _write(self, key: bytes, value: bytes | None) -> None:
+    def flush(self) -> list[Write]:
+        """Apply the held writes to RocksDB (one WriteBatch) and return their changelog
+        records, in the order the keys were first changed."""
+        if not self._held:
+            return []
         store = self.table.store
         store.mark_dirty(self.partition)
-        db = store.partition_db(self.partition)
-        if value is None:
-            db.delete(key)
-        else:
-            db.put(key, value)
+        writes: list[Write] = []
+        batch = WriteBatch(raw_mode=True)
+        for key, (deleted, latest) in self._held.items():
+            if deleted:
+                writes.append((key, None))
+            if latest is None:
+                batch.delete(key)
+            else:
+                batch.put(key, latest)
+                writes.append((key, latest))
+        store.partition_db(self.partition).write(batch)
+        self._held = {}
+        return writes
 
 
 Origin = tuple[str, int]
@@ -232,36 +255,6 @@ def erased_key(user_id: str) -> str:
 def user_state_of(raw: bytes) -> UserState:
     """A users-table value as a UserState (UnreadableState when it is not one)."""
     return decode_state(raw)[0]
-
-
-class DeferredWrites:
-    """Changelog records held back until the next commit (at-least-once, see
-    ``Pipeline.before_commit``): the latest value per key, after a tombstone when the
-    key was deleted in between (erasure must reach the changelog)."""
-
-    def __init__(self) -> None:
-        self._writes: dict[bytes, tuple[bool, bytes | None]] = {}
-
-    def __len__(self) -> int:
-        return len(self._writes)
-
-    def add(self, writes: list[Write]) -> None:
-        for key, value in writes:
-            if value is None:
-                self._writes[key] = (True, None)
-            else:
-                earlier = self._writes.get(key)
-                self._writes[key] = (earlier is not None and earlier[0], value)
-
-    def drain(self) -> list[Write]:
-        out: list[Write] = []
-        for key, (tombstone, value) in self._writes.items():
-            if tombstone:
-                out.append((key, None))
-            if value is not None:
-                out.append((key, value))
-        self._writes.clear()
-        return out
 
 
 class ClockStore:

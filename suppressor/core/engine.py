@@ -25,6 +25,7 @@ from suppressor.core import rules
 from suppressor.core.catalog import Catalog
 from suppressor.core.holdout import HoldoutSplit
 from suppressor.core.model import (
+    EVENT_FRAMING,
     Action,
     Basket,
     Conversion,
@@ -43,6 +44,7 @@ from suppressor.core.model import (
 )
 from suppressor.core.policy import Policy, StateLimits
 from suppressor.core.rules import Proposal
+from suppressor.wire.events import MAX_EVENT_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,6 +529,9 @@ _HANDLERS = {
 }
 
 
+LARGEST_HELD_EVENT = MAX_EVENT_BYTES + EVENT_FRAMING
+"""The largest `held_size` of an admitted event (see `_over`)."""
+
 ADDS_KEPT_PER_LINE = 20
 """Add events remembered per basket line (they are the basket action's sources)."""
 
@@ -590,10 +595,15 @@ def _add_to_basket(basket: Basket, item: str, event_id: str) -> Basket:
 
 
 def _over(pending: list[Event], limits: StateLimits) -> bool:
-    """Whether the held events exceed the limits on their number or their encoded size."""
-    if not pending:
+    """Whether the held events exceed the limits on their number or their encoded size.
+    Their sizes are only added up when so many are held that they could be over: an
+    admitted event's `held_size` is at most its input record's size plus EVENT_FRAMING."""
+    held = len(pending)
+    if held > limits.held_events:
+        return True
+    if held * LARGEST_HELD_EVENT <= limits.held_bytes:
         return False
-    return len(pending) > limits.held_events or sum(map(held_size, pending)) > limits.held_bytes
+    return sum(map(held_size, pending)) > limits.held_bytes
 
 
 def _bound_basket(basket: Basket, limit: int) -> Basket:

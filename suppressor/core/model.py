@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Literal, NamedTuple
 
 EventType = Literal["browse", "cart", "purchase", "review", "consent", "forget"]
@@ -158,15 +159,17 @@ class UserState:
     pending: list[Event] = field(default_factory=list)  # reorder buffer, by (ts, event_id)
 
     def copy(self) -> UserState:
-        clone = UserState.__new__(UserState)
-        for name in UserState.__slots__:
-            setattr(clone, name, getattr(self, name))
-        clone.pending = list(self.pending)
-        return clone
+        values = list(_STATE_FIELDS(self))
+        values[_PENDING] = list(values[_PENDING])
+        return UserState(*values)
 
     @property
     def deadline(self) -> int | None:
         return self.basket.deadline if self.basket else None
+
+
+_STATE_FIELDS = attrgetter(*(field.name for field in fields(UserState)))
+_PENDING = [field.name for field in fields(UserState)].index("pending")
 
 
 class Action(NamedTuple):

@@ -297,6 +297,7 @@ def test_worker_observer_adapter() -> None:
     observer.on_work(
         runtime, RecordOutcome(Outcome(result.decisions, result.actions), events[-1].ts), started
     )
+    observer.on_chunk_done()  # counted once per chunk
     assert samples(metrics)["suppressor_decision_seconds_count", ()] == 1
     assert samples(metrics)["suppressor_decision_seconds_sum", ()] >= 0.003
     assert samples(metrics)["suppressor_users", ()] == result.processor.users == 1

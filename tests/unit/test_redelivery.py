@@ -15,10 +15,10 @@ from typing import Any, cast
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rocksdict import Rdict
+from rocksdict import Options, Rdict
 
 from suppressor.adapters.partition import PartitionRuntime
-from suppressor.adapters.state import DeferredWrites, PartitionKV, RocksTable
+from suppressor.adapters.state import PartitionKV, RocksTable
 from suppressor.core.clock import PartitionClock
 from suppressor.core.engine import Engine
 from suppressor.core.model import Event
@@ -32,7 +32,7 @@ class _Store:
     """What PartitionKV uses of the worker's RocksDB store, on a plain rocksdict."""
 
     def __init__(self, path: Path, contents: dict[bytes, bytes]) -> None:
-        self.db = Rdict(str(path))
+        self.db = Rdict(str(path), options=Options(raw_mode=True))
         for key, value in contents.items():
             self.db.put(key, value)
 
@@ -82,6 +82,7 @@ class _Worker:
 
     def commit(self) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
         """What the changelogs hold after a commit here: the states and the clock."""
+        self.runtime.flush_users()
         self.runtime.save_clock()
         return self.user_store.contents(), self.clock_store.contents()
 
@@ -203,11 +204,21 @@ def _crash_and_read_again(
     assert set(again.actions) <= set(whole.actions)  # repeats share their ids
 
 
-def test_deferred_writes_keep_the_latest_value_and_every_erasure() -> None:
-    writes = DeferredWrites()
-    writes.add([(b"a", b"1"), (b"b", b"1"), (b"a", b"2")])
-    writes.add([(b"c", b"1"), (b"c", None)])  # forgotten
-    writes.add([(b"b", None), (b"b", b"3")])  # forgotten, then back
-    assert len(writes) == 3
-    assert writes.drain() == [(b"a", b"2"), (b"b", None), (b"b", b"3"), (b"c", None)]
-    assert writes.drain() == []
+def test_held_writes_keep_the_latest_value_and_every_erasure(tmp_path: Path) -> None:
+    kv, store = _kv(tmp_path / "kv", {b"old": b"0"})
+    kv.put(b"a", b"1")
+    kv.put(b"b", b"1")
+    kv.put(b"a", b"2")
+    kv.put(b"c", b"1")
+    kv.delete(b"c")  # forgotten
+    kv.delete(b"b")
+    kv.put(b"b", b"3")  # forgotten, then back
+    kv.delete(b"old")
+    assert kv.get(b"a") == b"2" and kv.get(b"c") is None and kv.get(b"old") is None
+    assert store.contents() == {b"old": b"0"}  # nothing written before the flush
+    assert dict(kv.items()) == {b"a": b"2", b"b": b"3"}
+    assert kv.flush() == [
+        (b"a", b"2"), (b"b", None), (b"b", b"3"), (b"c", None), (b"old", None)
+    ]  # fmt: skip
+    assert store.contents() == {b"a": b"2", b"b": b"3"}
+    assert kv.flush() == []

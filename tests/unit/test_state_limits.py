@@ -19,6 +19,7 @@ from suppressor.core.errors import ConfigError
 from suppressor.core.model import Basket, Event, Sent, UserState, Watch, held_size
 from suppressor.core.policy import Policy
 from suppressor.core.processor import DictStore, Processor, StateTooLarge
+from suppressor.wire.outputs import DeadLetter
 from tests.unit.conftest import (
     DAY,
     add,
@@ -349,3 +350,40 @@ def test_replay_dead_letters_the_event_a_bug_hits_and_goes_on(
     assert '"boom"' in dead.original and dead.source.line is None  # held, then applied
     assert tally.failures["internal_error"] == 1
     assert [a.items for out in sink.outputs for a in out.actions] == [("a", "c")]
+
+
+_ids = st.text(min_size=1, max_size=256)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    event_id=_ids,
+    user_id=_ids,
+    item=_ids,
+    items=st.lists(_ids, min_size=1, max_size=60),
+    kind=st.sampled_from(["browse", "cart", "purchase", "review", "consent", "forget"]),
+)
+def test_an_admitted_events_held_size_is_at_most_its_record_plus_the_framing(
+    event_id: str, user_id: str, item: str, items: list[str], kind: str
+) -> None:
+    """What lets `_over` skip adding up sizes while few events are held."""
+    import json
+
+    from suppressor.core.admission import admit
+    from suppressor.core.model import EVENT_FRAMING
+    from suppressor.wire.outputs import SourcePosition
+
+    record: dict[str, object] = {"event_id": event_id, "type": kind, "user_id": user_id,
+                                 "ts": "2025-01-01T00:00:00Z"}  # fmt: skip
+    if kind in ("browse", "review"):
+        record["item_id"] = item
+    if kind == "review":
+        record["rating"] = 5
+    if kind == "cart":
+        record.update(item_id=item, action="add")
+    if kind == "purchase":
+        record.update(order_id=item, items=[{"item_id": i} for i in items])
+    for raw in (json.dumps(record).encode(), json.dumps(record, ensure_ascii=False).encode()):
+        event = admit(raw, SourcePosition(), None, 0)
+        assert not isinstance(event, DeadLetter), event
+        assert held_size(event) <= len(raw) + EVENT_FRAMING

@@ -24,11 +24,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiokafka.producer.transaction_manager import TransactionState
+from faust.exceptions import ProducerSendError
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 from faust.types import TP
 
 
 class Producer(AIOKafkaProducer):
+    def target(self, transactional_id: str | None) -> Any:
+        """The aiokafka producer a send goes to: the transaction's (which must have been
+        started: Faust's rebalance starts one per assigned partition), or the plain one."""
+        if transactional_id is None:
+            return self._ensure_producer()
+        producer = self._transaction_producers.get(transactional_id)
+        if producer is None:
+            raise ProducerSendError(f"no transaction producer for {transactional_id}")
+        return producer
+
     async def ensure_transaction(self, transactional_id: str) -> None:
         """Begin the transaction of ``transactional_id`` if its producer has none open."""
         producer = self._transaction_producers.get(transactional_id)
