@@ -731,6 +731,8 @@ def measure_restart(
             log.seek(log_offset)
             restarted_log = log.read().decode(errors="replace")
         result["partitions_without_stream_time"] = restarted_log.count(f"stream time {NO_TIME}")
+        worker.stop()
+        result.update(_full_restore(deployment, changelog_records))
     finally:
         worker.stop()
     return {
@@ -740,6 +742,23 @@ def measure_restart(
         "changelog_records": changelog_records,
         "clock_changelog_committed_records": clock_records,
         **result,
+    }
+
+
+def _full_restore(deployment: Deployment, changelog_records: int) -> dict[str, Any]:
+    """A worker on an empty data dir (a new machine, a lost volume): every partition is
+    restored from the whole changelog; timed from its start to ``/health`` ok."""
+    fresh = Worker(deployment, "restart-fresh-disk")
+    fresh.start()
+    try:
+        ready_s = _wait_healthy(fresh, timeout_s=1800)
+        users = fresh.metrics().get("suppressor_users", 0.0)
+    finally:
+        fresh.stop()
+    return {
+        "full_restore_healthy_s": ready_s,
+        "full_restore_users": users,
+        "full_restore_records_per_s": changelog_records / max(ready_s, 1e-9),
     }
 
 

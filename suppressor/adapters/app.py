@@ -63,6 +63,7 @@ class SuppressorApp(FencedApp):
 
     def configure_consumer(self, consumer: Consumer) -> None:
         consumer.before_commit = self._before_commit
+        consumer.after_commit = self._after_commit
         consumer.fetch_hold = fetch_hold(self.settings.fetch_wait)
         consumer.batch_topics = frozenset(self.topology.consumed)
         consumer.batch_handler = self._handle_batch
@@ -86,6 +87,9 @@ class SuppressorApp(FencedApp):
 
     async def _before_commit(self) -> None:
         await self.pipeline.before_commit()
+
+    async def _after_commit(self, committed: bool) -> None:
+        await self.pipeline.after_commit(committed)
 
     async def on_first_start(self) -> None:
         await super().on_first_start()

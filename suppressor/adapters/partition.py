@@ -128,8 +128,9 @@ class PartitionRuntime:
             return self.processor.advance_to(stream_time)
 
     def flush_users(self) -> list[Write]:
-        """The users' writes held since the last commit: to RocksDB, and the changelog
-        records to send (see ``PartitionKV.flush``)."""
+        """The users' writes held since the last commit, at once to RocksDB, and their
+        changelog records (tools and tests; the worker takes and applies them around its
+        commits, see ``PartitionKV``)."""
         return self.users.flush()
 
     def save_clock(self) -> list[Write]:
@@ -146,7 +147,7 @@ class PartitionRuntime:
         if snapshot != self._saved_snapshot:
             self.clock_store.save(snapshot)
             self._saved_snapshot = snapshot
-        return self.clocks.flush()
+        return self.clocks.take()
 
     def observe_only(self, topic: str, ts: int, now: float) -> None:
         """An event read here that belongs to another partition still shows the topic's progress."""

@@ -102,6 +102,7 @@ class Pipeline:
         suppressor.adapters.app)."""
         self._started = 0.0
         self._owners: dict[str, int] = {}
+        self._sent: list[tuple[PartitionKV, Any]] = []  # changelog sends of this commit
         self.crashed: str | None = None
         """The error class that last stopped the agent, until it processes a record again."""
         self._positions = Deliveries()
@@ -391,8 +392,8 @@ class Pipeline:
 
     async def before_commit(self) -> None:
         """The users' state and each partition's moved clock go into the commit about to
-        happen, once per changed user (``PartitionKV.flush``: RocksDB in one WriteBatch,
-        and the changelog records).
+        happen, once per changed key (``PartitionKV.take``); ``after_commit`` writes them
+        to RocksDB once the commit is done.
 
         Exactly once, they are sent in the partition's transaction, which commits them with
         the outputs and the input offsets. At least once, they go only once every output
@@ -406,22 +407,44 @@ class Pipeline:
         users = self.users.changelog_topic.get_topic_name()
         clocks = self.clocks.changelog_topic.get_topic_name()
         runtimes = list(self.runtimes.items())
+        sent = self._sent
         if self.at_least_once and any(runtime.users.held for _, runtime in runtimes):
             await self.app.producer.flush()
             for partition, runtime in runtimes:
-                for key, value in runtime.flush_users():
-                    await self.sender.send_plain(users, key, value, partition)
+                for key, value in runtime.users.take():
+                    future = await self.sender.send_plain(users, key, value, partition)
+                    sent.append((runtime.users, future))
             await self.app.producer.flush()
         for partition, runtime in runtimes:
             source = TP(self.topology.ticks, partition)  # any of the partition's topics will do
-            writes = [] if self.at_least_once else runtime.flush_users()
+            writes = [] if self.at_least_once else runtime.users.take()
             clock = runtime.save_clock()
             if writes or clock:
                 await self.sender.begin(source)
             for key, value in writes:
-                await self.sender.send(source, users, key, value, partition)
+                future = await self.sender.send(source, users, key, value, partition)
+                sent.append((runtime.users, future))
             for key, value in clock:
-                await self.sender.send(source, clocks, key, value, partition)
+                future = await self.sender.send(source, clocks, key, value, partition)
+                sent.append((runtime.clocks, future))
+
+    async def after_commit(self, committed: bool) -> None:
+        """The commit is done: what ``before_commit`` sent is in the changelogs (their
+        offsets known), so it goes to RocksDB with its checkpoint. When nothing was
+        committed (no input offset had moved) it waits for the next commit, which commits
+        the transaction it is in."""
+        if not committed:
+            return
+        sent, self._sent = self._sent, []
+        applied: set[int] = set()
+        for kv, future in sent:
+            metadata = await future  # done: the commit waited for every send
+            kv.sent(metadata.offset)
+        for _, runtime in list(self.runtimes.items()):
+            for kv in (runtime.users, runtime.clocks):
+                if id(kv) not in applied:
+                    applied.add(id(kv))
+                    kv.apply()
 
     async def _forward(
         self, source: TP, value: bytes, user_id: str, owner: int, origin: Origin

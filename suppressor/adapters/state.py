@@ -26,7 +26,7 @@ from typing import Any
 
 from rocksdict import WriteBatch
 
-from suppressor.adapters.faust_internals.store import RocksTable
+from suppressor.adapters.faust_internals.store import CHECKPOINT_KEY, RocksTable
 from suppressor.core.codec import Origins, UnreadableState, decode_state, state_to_bytes
 from suppressor.core.model import UserState
 from suppressor.core.processor import StateTooLarge
@@ -38,20 +38,29 @@ Write = tuple[bytes, bytes | None]
 
 
 class PartitionKV:
-    """One partition of a RocksTable: reads, and writes held until ``flush`` (the commit),
-    which applies them to RocksDB in one WriteBatch and returns the changelog records to
-    send: per key changed since the last flush, a tombstone when it was deleted in
-    between (erasure must reach the changelog), then its latest value if any."""
+    """One partition of a RocksTable: reads, and writes held until the commit.
+
+    ``take`` (just before the commit) returns the changelog records to send: per key
+    changed since, a tombstone when it was deleted in between (erasure must reach the
+    changelog), then its latest value if any. ``apply`` (once the commit is done) writes
+    them to RocksDB in one WriteBatch, with the offset of the last of them in the
+    changelog (the store's checkpoint, ``PartitionedRocksDB.persisted_offset``): the local
+    store never holds what the changelog does not, and a restart reads the changelog only
+    from the checkpoint on. Reads see held and taken writes until they are applied."""
 
     def __init__(self, table: RocksTable, partition: int) -> None:
         self.table = table
         self.partition = partition
         self._held: dict[bytes, tuple[bool, bytes | None]] = {}  # key: (deleted, latest)
+        self._taken: dict[bytes, bytes | None] = {}  # sent, not applied yet
+        self._offset: int | None = None  # the last taken record's changelog offset
 
     def get(self, key: bytes) -> bytes | None:
         held = self._held.get(key)
         if held is not None:
             return held[1]
+        if key in self._taken:
+            return self._taken[key]
         value: bytes | None = self.table.store.partition_db(self.partition).get(key)
         return value
 
@@ -63,38 +72,58 @@ class PartitionKV:
         self._held[key] = (True, None)
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
-        held = self._held
+        latest = {**self._taken, **{key: value for key, (_, value) in self._held.items()}}
         for key, value in self.table.store.visible_items(self.partition):
-            if key not in held:
+            if key not in latest:
                 yield key, value
-        for key, (_, latest) in list(held.items()):
-            if latest is not None:
-                yield key, latest
+        for key, found in latest.items():
+            if found is not None:
+                yield key, found
 
     @property
     def held(self) -> int:
-        """Keys changed since the last flush."""
+        """Keys changed since the last ``take``."""
         return len(self._held)
 
-    def flush(self) -> list[Write]:
-        """Apply the held writes to RocksDB (one WriteBatch) and return their changelog
-        records, in the order the keys were first changed."""
-        if not self._held:
-            return []
-        store = self.table.store
-        store.mark_dirty(self.partition)
+    def take(self) -> list[Write]:
+        """The changelog records of the writes held since the last take, in the order the
+        keys were first changed; the writes stay readable until ``apply``."""
         writes: list[Write] = []
-        batch = WriteBatch(raw_mode=True)
+        taken = self._taken
         for key, (deleted, latest) in self._held.items():
             if deleted:
                 writes.append((key, None))
+            if latest is not None:
+                writes.append((key, latest))
+            taken[key] = latest
+        self._held = {}
+        return writes
+
+    def sent(self, offset: int) -> None:
+        """A taken record reached the changelog at ``offset``."""
+        if self._offset is None or offset > self._offset:
+            self._offset = offset
+
+    def apply(self) -> None:
+        """The commit is done: what was taken goes to RocksDB, with the checkpoint."""
+        if not self._taken and self._offset is None:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for key, latest in self._taken.items():
             if latest is None:
                 batch.delete(key)
             else:
                 batch.put(key, latest)
-                writes.append((key, latest))
-        store.partition_db(self.partition).write(batch)
-        self._held = {}
+        if self._offset is not None:
+            batch.put(CHECKPOINT_KEY, str(self._offset).encode())
+        self.table.store.partition_db(self.partition).write(batch)
+        self._taken = {}
+        self._offset = None
+
+    def flush(self) -> list[Write]:
+        """``take`` and ``apply`` at once, with no offset (tests and tools)."""
+        writes = self.take()
+        self.apply()
         return writes
 
 

@@ -84,6 +84,7 @@ class _Worker:
         """What the changelogs hold after a commit here: the states and the clock."""
         self.runtime.flush_users()
         self.runtime.save_clock()
+        self.clocks.apply()
         return self.user_store.contents(), self.clock_store.contents()
 
     def close(self) -> None:
@@ -222,3 +223,22 @@ def test_held_writes_keep_the_latest_value_and_every_erasure(tmp_path: Path) -> 
     ]  # fmt: skip
     assert store.contents() == {b"a": b"2", b"b": b"3"}
     assert kv.flush() == []
+
+
+def test_taken_writes_stay_readable_and_reach_rocksdb_with_their_offset_once_applied(
+    tmp_path: Path,
+) -> None:
+    from suppressor.adapters.faust_internals.store import CHECKPOINT_KEY
+
+    kv, store = _kv(tmp_path / "kv", {b"old": b"0"})
+    kv.put(b"a", b"1")
+    kv.delete(b"old")
+    assert kv.take() == [(b"a", b"1"), (b"old", None)]  # to send before the commit
+    kv.put(b"b", b"2")  # a later write, for the next commit
+    assert kv.get(b"a") == b"1" and kv.get(b"old") is None  # still readable
+    assert store.contents() == {b"old": b"0"}  # nothing on disk before the commit is done
+    kv.sent(41)
+    kv.sent(40)
+    kv.apply()  # the commit is done
+    assert store.contents() == {b"a": b"1", CHECKPOINT_KEY: b"41"}
+    assert kv.get(b"b") == b"2" and kv.take() == [(b"b", b"2")]

@@ -85,18 +85,21 @@ class SourceSender:
         value: bytes | None,
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        """In ``source``'s transaction, which ``begin`` opened (or at least once)."""
+    ) -> asyncio.Future[Any]:
+        """In ``source``'s transaction, which ``begin`` opened (or at least once); the
+        future of the record's metadata (offset), done once it is delivered."""
         producer = self._producer.target(self.transactional_id(source))
         future = await producer.send(topic, value, key=key, partition=partition, headers=headers)
         self._watch(future)
+        return future
 
     async def send_plain(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int
-    ) -> None:
+    ) -> asyncio.Future[Any]:
         """Outside any transaction: visible at once, even on a partition nothing commits."""
         future = await self._producer.target(None).send(topic, value, key=key, partition=partition)
         self._watch(future)
+        return future
 
     def _watch(self, future: asyncio.Future[Any]) -> None:
         self._count += 1

@@ -1,13 +1,21 @@
-"""Faust's RocksDB table store, with per-partition access and dirty partitions wiped.
+"""Faust's RocksDB table store, with per-partition access and a checkpoint.
 
-Local state written by an active worker can be ahead of the committed
-changelog (a transaction aborted by ``kill -9``), and recovery here always
-re-reads the changelog from its start (no persisted offsets, see
-``set_persisted_offset``) over whatever is on disk. A partition this process
-wrote to is therefore marked dirty, and a dirty partition is wiped when it is
-next assigned: the changelog alone (read_committed) rebuilds it. Standby
-replicas work, but a promoted standby re-reads the changelog like anyone else:
-correct, not faster.
+The worker writes a partition's users to RocksDB only once their changelog records are
+committed (``suppressor.adapters.state.PartitionKV``), in one WriteBatch with the offset of
+the last of them: the local store never holds what the committed changelog does not, and
+that offset (Faust's own key for it, ``persisted_offset``) says where a restart resumes
+reading the changelog. A graceful restart, a ``kill -9``, a partition coming back after a
+rebalance: each reads only the changelog's tail since its checkpoint, not the whole of
+it. Recovery (Faust's, and ``consumer.Consumer``'s batch restore) writes the changelog's
+records with their offset the same way. With no checkpoint the whole changelog is read.
+
+Faust's ``persisted_offset`` returns None for none; here -1: Faust's recovery seeks a
+standby partition added while it restarts to its offset, and None made aiokafka refuse
+("Offset must be a positive integer", the fault suite's storm with a standby replica).
+
+A partition written by the code before checkpoints (marked ``<partition>.dirty``) is
+wiped when it is next assigned, as that code did: its local state may be ahead of the
+changelog.
 
 See README.md in this folder.
 """
@@ -24,35 +32,24 @@ from faust.types import TP, StoreT
 from faust.types.tables import CollectionT
 from yarl import URL
 
+CHECKPOINT_KEY = RocksDBStore.offset_key
+"""Where a partition's database keeps the changelog offset it holds everything up to."""
+
 
 class PartitionedRocksDB(RocksDBStore):
-    """Faust's RocksDB store plus explicit per-partition access and dirty-partition wiping."""
+    """Faust's RocksDB store plus explicit per-partition access and a checkpoint."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._marked: set[int] = set()
-
-    def persisted_offset(self, tp: TP) -> int | None:
-        """Always recover from the start of the changelog (see set_persisted_offset)."""
-        return None
-
-    def set_persisted_offset(self, tp: TP, offset: int) -> None:
-        """Not kept: our own changelog writes never advance it, a wiped partition must
-        start over, and with Faust's stale highwaters (see
-        suppressor.adapters.faust_internals.consumer) it stopped
-        workers with a ConsistencyError. The changelog is compacted: reading it from the
-        start costs about one record per user."""
+    def persisted_offset(self, tp: TP) -> int:
+        """The changelog offset this partition's database holds everything up to; -1 for
+        none (read the whole changelog)."""
+        found = super().persisted_offset(tp)
+        return -1 if found is None else found
 
     def partition_db(self, partition: int) -> Any:
         return self._db_for_partition(partition)
 
     def visible_items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         return self._visible_items(self._db_for_partition(partition))
-
-    def mark_dirty(self, partition: int) -> None:
-        if partition not in self._marked:
-            self._dirty_marker(partition).touch()
-            self._marked.add(partition)
 
     async def assign_partitions(
         self, table: CollectionT, tps: set[TP], generation_id: int = 0
@@ -64,6 +61,7 @@ class PartitionedRocksDB(RocksDBStore):
         await super().assign_partitions(table, tps, generation_id)
 
     def _wipe_if_dirty(self, partition: int) -> None:
+        """A partition written by the code before checkpoints: rebuilt from the changelog."""
         marker = self._dirty_marker(partition)
         if not marker.exists():
             return
@@ -75,7 +73,6 @@ class PartitionedRocksDB(RocksDBStore):
             "partition %d: wiped %d local keys, recovering from the changelog", partition, len(keys)
         )
         marker.unlink()
-        self._marked.discard(partition)
 
     def _dirty_marker(self, partition: int) -> Path:
         path = self.partition_path(partition)
