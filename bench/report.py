@@ -69,8 +69,8 @@ def _full_restore(s: dict[str, Any]) -> str:
         "restored from the whole changelog): `/health` ok after "
         f"{_n(s['full_restore_healthy_s'], 1)} s, {s['full_restore_users']:,.0f} users, "
         f"{_n(s['full_restore_records_per_s'])} changelog records/s including the start-up. "
-        "After the `kill -9` above, the worker restored only the changelogs' tails since each partition's checkpoint (the offset "
-        "written with the states at every commit).\n"
+        "After the `kill -9` above, the worker restored only the changelogs' tails since "
+        "each partition's checkpoint (the offset written with the states at every commit).\n"
     )
 
 
