@@ -261,10 +261,16 @@ class Consumer(AIOKafkaConsumer):
                     if not current():
                         return
                     assert self.batch_handler is not None
-                    done = await self.batch_handler(tp, batch[start : start + CHUNK], current)
+                    chunk = batch[start : start + CHUNK]
+                    done = await self.batch_handler(tp, chunk, current)
                     if done is not None:
                         self._processed[tp] = done
-                        self.app.monitor.tp_read_offsets[tp] = done
+                        handled = (
+                            len(chunk)
+                            if done == chunk[-1].offset
+                            else sum(1 for record in chunk if record.offset <= done)
+                        )
+                        self._batch_in(tp, handled, done)
                 if done is None or not current():
                     return
 
@@ -313,6 +319,16 @@ class Consumer(AIOKafkaConsumer):
         if not recovery.tables.standbys_ready and not recovery.standby_remaining_total():
             recovery.tables.on_standbys_ready()
         return True
+
+    def _batch_in(self, tp: TP, count: int, offset: int) -> None:
+        """The monitor's counters for a handled chunk (ours has ``on_batch_in``; a plain
+        faust monitor only gets the read offset that the lag is computed from)."""
+        monitor = self.app.monitor
+        on_batch_in = getattr(monitor, "on_batch_in", None)
+        if on_batch_in is not None:
+            on_batch_in(tp, count, offset)
+        else:
+            monitor.tp_read_offsets[tp] = offset
 
     async def _hand_on_one_by_one(self, tp: TP, batch: list[Any]) -> None:
         """Faust's path for one partition's records (changelogs: recovery, standbys)."""
