@@ -5,11 +5,12 @@ the pydantic models.
 Structs below, which have the wire models' limits (suppressor.wire.events): strict types
 (no string-to-int coercion, no int for a bool), ids of 1-256 characters, 1-1000 order
 lines, ratings 1-5, quantities >= 1, finite prices >= 0, a known ``type``, unknown fields
-ignored, nesting far below pydantic's limit, and ``ts`` parsed by the same function (``parse_rfc3339``). It returns None for
-anything it does not accept, and the caller then runs the pydantic models (``parse_event``),
-so every dead letter keeps its code and message: the fast path may only refuse more than
-pydantic, never accept more or differently (tests/unit/test_fast_admission.py checks it on
-valid and hostile records with hypothesis).
+ignored, nesting far below pydantic's limit, and ``ts`` parsed by the same function
+(``parse_rfc3339``). It returns None for anything it does not accept, and the caller
+then runs the pydantic models (``parse_event``), so every dead letter keeps its code and
+message: the fast path may only refuse more than pydantic, never accept more or
+differently (tests/unit/test_fast_admission.py checks it on valid and hostile records
+with hypothesis).
 
 It decodes in 1-2 µs what pydantic validates in about 10 µs; replay admits every line of
 its input, so that is about a sixth of a replay's time (BENCHMARKS.md).
