@@ -91,6 +91,8 @@ class Run:
     until: int | None
     now_ms: int
     jobs: int
+    source: str
+    """The name dead letters give the file (``-`` for stdin kept in a file)."""
 
 
 class KeyedProcessor(Processor):
@@ -160,7 +162,7 @@ def _scan(run: Run, start: int, stop: int, out: Path, counter: Synchronized[int]
     and, to ``out`` + ".owners", its job (DEAD: refused)."""
     skew = run.policy.max_future_skew
     times, owners = array("q"), bytearray()
-    where = SourcePosition(file=run.path)
+    where = SourcePosition(file=run.source)
     done = 0
     with open(run.path, "rb") as handle:
         for raw in lines_between(handle, start, stop):
@@ -261,7 +263,7 @@ def _run_job(
         for due, user_id, step in processor.fired:
             letters = []
             if step.failures:  # the line's event id: see failure_dead_letter
-                where = SourcePosition(file=run.path, line=number)
+                where = SourcePosition(file=run.source, line=number)
                 event_id = current if current is not None else _event_id(run, raw, where)
                 letters = _failure_letters(step, tally, (raw, where, event_id))
             spool.add((line, 1, due, user_id), step, letters, version, tally)
@@ -278,7 +280,7 @@ def _run_job(
             owner = owners[j]
             if owner == me:
                 stream_time = last_fire = times[j]
-                where = SourcePosition(file=run.path, line=number)
+                where = SourcePosition(file=run.source, line=number)
                 event = admit(raw, where, run.now_ms, skew)
                 assert isinstance(event, Event)
                 tally.events[event.type] += 1
@@ -294,7 +296,7 @@ def _run_job(
                     fired(j, raw, number, None)
                     last_fire = stream_time
             elif me == 0:  # a dead letter
-                dead = admit(raw, SourcePosition(file=run.path, line=number), run.now_ms, skew)
+                dead = admit(raw, SourcePosition(file=run.source, line=number), run.now_ms, skew)
                 assert isinstance(dead, DeadLetter)
                 tally.dlq[dead.error_code] += 1
                 letter = dead_letter_bytes(dead) + b"\n"
@@ -339,6 +341,7 @@ def replay_parallel(
     progress: Meter | None = None,
     now_ms: int | None = None,
     spool_dir: str | None = None,
+    source_name: str | None = None,
 ) -> Tally:
     """The file at ``path`` replayed on ``jobs`` processes into ``sink``: the same bytes and
     the same tally as ``run.replay`` over ``files.numbered_lines`` of it. ``progress`` hears
@@ -346,7 +349,9 @@ def replay_parallel(
     if not 1 <= jobs <= MAX_JOBS:
         raise ValueError(f"jobs must be 1 to {MAX_JOBS}, got {jobs}")
     reference = int(time.time() * 1000) if now_ms is None else now_ms
-    run = Run(path, policy, catalog, until, reference, jobs)
+    run = Run(
+        path, policy, catalog, until, reference, jobs, path if source_name is None else source_name
+    )
     context = multiprocessing.get_context("fork")  # the engine's inputs are inherited
     counter = context.Value("q", 0)
     ticker = _Ticker(counter, progress)
