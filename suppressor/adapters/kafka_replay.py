@@ -105,9 +105,10 @@ class RangeReader:
     sort of all the records by that key; where a partition's timestamp goes back, its
     records stay in offset order (as a worker reads them) and the merge goes on from there.
 
-    Memory: at most ``buffer`` fetched records per partition (partitions whose buffer is
-    full are paused), whatever the length of the range. Time: no limit on the whole read;
-    ``stall_s`` without a single record or position change is an error (a broker gone).
+    Memory: at most ``buffer`` fetched records per partition, and one poll's (partitions
+    whose buffer is full are not fetched), whatever the length of the range. Time: no limit
+    on the whole read; ``stall_s`` without a single record or position change is an error (a
+    broker gone).
     """
 
     def __init__(
@@ -158,21 +159,31 @@ class RangeReader:
         return self.records()
 
     def records(self, on_offsets: Callable[[int], None] | None = None) -> Iterator[KafkaRecord]:
-        """The records in order; ``on_offsets(n)``: n more offsets of the range read."""
+        """The records in order; ``on_offsets(n)``: n more offsets of the range read.
+
+        A partition whose buffer is full is left out of the consumer's assignment until half
+        of it is used, then assigned again at the offset it had reached (not
+        ``KafkaConsumer.pause``: in kafka-python 3.0.12 a partition paused while its fetched
+        records wait in the fetcher can stay parked after ``resume`` for good)."""
         consumer, stops = self.consumer, self.stops
         wanted = [tp for tp in self.starts if self.starts[tp] < stops[tp]]
         if not wanted:
             return
-        consumer.assign(wanted)
-        for tp in wanted:
-            consumer.seek(tp, self.starts[tp])
         buffers: dict[TopicPartition, deque[KafkaRecord]] = {tp: deque() for tp in wanted}
-        reached = dict(self.starts)  # per partition: the offset read up to
+        reached = {tp: self.starts[tp] for tp in wanted}  # the offset each has been read to
         open_parts = set(wanted)  # not yet read to their stop
+        full: set[TopicPartition] = set()  # open, left out of the assignment
         heads: list[tuple[tuple[int, str, int, int], TopicPartition]] = []
         waiting = set(wanted)  # open, with an empty buffer: the merge cannot go on
-        paused: set[TopicPartition] = set()
+        assigned: list[TopicPartition] = []
         last_progress = time.monotonic()
+
+        def assign() -> None:
+            nonlocal assigned
+            assigned = [tp for tp in wanted if tp in open_parts and tp not in full]
+            consumer.assign(assigned)
+            for tp in assigned:
+                consumer.seek(tp, reached[tp])
 
         def fill() -> None:
             nonlocal last_progress
@@ -189,10 +200,10 @@ class RangeReader:
                 if was_empty and buffer:
                     heapq.heappush(heads, (order_key(buffer[0]), tp))
                     waiting.discard(tp)
-                if len(buffer) >= self.buffer and tp not in paused:
-                    consumer.pause(tp)
-                    paused.add(tp)
-            for tp in list(open_parts):
+            changed = False
+            for tp in assigned:
+                if tp not in open_parts:
+                    continue
                 position = consumer.position(tp)
                 if position != reached[tp]:
                     if on_offsets is not None:
@@ -201,14 +212,21 @@ class RangeReader:
                     last_progress = time.monotonic()
                 if position >= stops[tp]:
                     open_parts.discard(tp)
+                    changed = True
                     if not buffers[tp]:
                         waiting.discard(tp)
+                elif len(buffers[tp]) >= self.buffer:
+                    full.add(tp)
+                    changed = True
+            if changed:
+                assign()
             if time.monotonic() - last_progress > self.stall_s:
                 stuck = sorted(f"{tp.topic}[{tp.partition}]" for tp in open_parts)
                 raise SuppressorError(
                     f"no record from Kafka for {self.stall_s:.0f} s; still open: {stuck}"
                 )
 
+        assign()
         while True:
             while waiting:
                 fill()
@@ -221,9 +239,9 @@ class RangeReader:
                 heapq.heappush(heads, (order_key(buffer[0]), tp))
             elif tp in open_parts:
                 waiting.add(tp)
-            if tp in paused and len(buffer) <= self.buffer // 2:
-                consumer.resume(tp)
-                paused.discard(tp)
+            if tp in full and len(buffer) <= self.buffer // 2:
+                full.discard(tp)
+                assign()
             if record.timestamp >= self.since and (
                 self.until is None or record.timestamp < self.until
             ):

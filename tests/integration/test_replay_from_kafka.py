@@ -278,7 +278,8 @@ def test_small_buffers_give_the_same_order(
     default_topics: dict[str, str],
     synthetic_stream: tuple[list[bytes], Path],
 ) -> None:
-    """Per-partition buffers of 3 records: partitions are paused and resumed all along."""
+    """Per-partition buffers of 3 records: partitions leave and rejoin the assignment all
+    along."""
     from suppressor.adapters.kafka_replay import RangeReader
     from suppressor.adapters.settings import settings_from_values
 
@@ -348,5 +349,5 @@ def test_catalog_load_puts_items_and_tombstones_and_dead_letters(
     letters = [
         r.json() for r in read_topic(kafka_bootstrap, default_topics["events.dlq"], settle_s=2.0)
     ]
-    assert sorted(letter["error_code"] for letter in letters) == ["bad_catalog_item", "not_json"]
+    assert [letter["error_code"] for letter in letters] == ["bad_catalog_item"] * 2
     assert all(letter["source"]["file"] == str(catalog) for letter in letters)
