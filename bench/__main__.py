@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         "--worker-partitions", type=int, default=8, help="worker: partitions (8, the default)"
     )
     parser.add_argument("--kafka-port", type=int, default=worker.PORT)
+    parser.add_argument(
+        "--kafka-replay-events", type=int, default=2_000_000,
+        help="engine: records of the replay --from-kafka run, on a broker of its own on "
+        "--kafka-port (2,000,000; 0: none)",
+    )  # fmt: skip
     parser.add_argument("--report", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -115,10 +120,24 @@ def _engine(args: argparse.Namespace) -> None:
         name = f"synthetic {args.rss_events:,} events / {users:,} users"
         rss = replay.peak_rss(name, big_dir / "events.jsonl", big_dir / "catalog.jsonl", big_dir)
         (big_dir / "events.jsonl").unlink()
+    kafka = None
+    if args.kafka_replay_events:
+        kafka_dir = OUT / "synthetic-kafka"
+        kafka_dir.mkdir(exist_ok=True)
+        users = args.kafka_replay_events // 10
+        synthetic.generate(
+            kafka_dir / "events.jsonl", kafka_dir / "catalog.jsonl",
+            events=args.kafka_replay_events, users=users,
+        )  # fmt: skip
+        kafka = replay.kafka_run(
+            kafka_dir / "events.jsonl", kafka_dir / "catalog.jsonl", kafka_dir, args.kafka_port
+        )
+        for leftover in kafka_dir.glob("*.jsonl"):
+            leftover.unlink()
     ENGINE_RESULTS.write_text(
         json.dumps(
             {"runs": results, "memory": memory, "replay": scale, "profile": profile,
-             "rss": rss, "measured_at": _now()},
+             "rss": rss, "kafka": kafka, "measured_at": _now()},
             indent=2,
         )
     )  # fmt: skip
@@ -140,7 +159,9 @@ first, the absolute rates second. Nothing here is asserted by the test suite.
         )
         text += "\n" + _engine_section(saved["runs"], saved["memory"], when)
         if saved.get("replay"):
-            text += "\n" + replay_section(saved["replay"], saved.get("profile"), saved.get("rss"))
+            text += "\n" + replay_section(
+                saved["replay"], saved.get("profile"), saved.get("rss"), saved.get("kafka")
+            )
     if WORKER_RESULTS.exists():
         text += "\n" + worker_section(json.loads(WORKER_RESULTS.read_text()))
     return text

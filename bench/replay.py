@@ -115,3 +115,68 @@ def profile(events: Path, catalog: Path, out_dir: Path) -> dict[str, Any] | None
     groups = {label: sum(inclusive[f] for f in frames) / total for label, frames in GROUPS.items()}
     top = [(frame, n / total) for frame, n in own.most_common(12)]
     return {"samples": total, "groups": groups, "top_self": top}
+
+
+def kafka_run(events: Path, catalog: Path, out_dir: Path, port: int) -> dict[str, Any]:
+    """`replay --from-kafka` over the records of ``events`` on a broker of its own (five
+    input topics of 8 partitions, each record stamped with the largest ts so far: the
+    time it arrived), against `replay FILE` of the same file, in the same run."""
+    from kafka import KafkaProducer
+
+    from bench.worker import local_broker
+    from suppressor.adapters.admin import ensure_topics
+    from suppressor.adapters.feed import route_by_type
+    from suppressor.adapters.topology import default_topic_specs
+    from suppressor.wire.timefmt import parse_to_ms
+
+    inputs = ["events.browse", "events.cart", "events.purchase", "events.review"]
+    inputs.append("events.preferences")
+    n = 0
+    with local_broker(out_dir / "kafka", port) as bootstrap:
+        specs = default_topic_specs(inputs, "catalog", ["actions", "decisions", "events.dlq"], 8)
+        ensure_topics(bootstrap, specs)
+        routes = route_by_type(inputs)
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap, acks=1, linger_ms=50, batch_size=512 * 1024,
+            compression_type=None, max_in_flight_requests_per_connection=1,
+        )  # fmt: skip
+        stamp = 0
+        started = time.perf_counter()
+        with events.open("rb") as handle:
+            for line in handle:
+                value = line.rstrip(b"\n")
+                record = msgspec_json_decode(value)
+                stamp = max(stamp, parse_to_ms(record["ts"]))
+                producer.send(
+                    routes[record["type"]], key=record["user_id"].encode(), value=value,
+                    timestamp_ms=stamp,
+                )  # fmt: skip
+                n += 1
+        producer.flush()
+        producer.close()
+        produce_s = time.perf_counter() - started
+        command = [*CLI, "--from-kafka", "--since", "1970-01-01T00:00:01Z", "--quiet"]
+        command += ["--catalog", str(catalog), "--broker", bootstrap]
+        command += ["--input-topics", ",".join(inputs)]
+        for kind in ("actions", "decisions", "dlq"):
+            command += [f"--{kind}", str(out_dir / f"kafka.{kind}.jsonl")]
+        kafka_s, kafka_mb = timed(command)
+    file_s, file_mb = timed(replay_command(events, catalog, out_dir, 1))
+    return {
+        "records": n,
+        "produce_seconds": produce_s,
+        "kafka_seconds": kafka_s,
+        "kafka_records_per_s": n / kafka_s,
+        "kafka_peak_rss_mb": kafka_mb,
+        "file_seconds": file_s,
+        "file_events_per_s": n / file_s,
+        "file_peak_rss_mb": file_mb,
+        "kafka_vs_file_rate": file_s / kafka_s,
+    }
+
+
+def msgspec_json_decode(value: bytes) -> dict[str, Any]:
+    import msgspec
+
+    decoded: dict[str, Any] = msgspec.json.decode(value)
+    return decoded

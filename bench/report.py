@@ -107,7 +107,10 @@ the aiokafka passthrough, {loop["vs_worker"]:.1f} times the worker: {verdict}
 
 
 def replay_section(
-    runs: list[dict[str, Any]], profile: dict[str, Any] | None, rss: dict[str, Any] | None
+    runs: list[dict[str, Any]],
+    profile: dict[str, Any] | None,
+    rss: dict[str, Any] | None,
+    kafka: dict[str, Any] | None = None,
 ) -> str:
     """Replay at scale (issue 21): --jobs 1 and 2, peak RSS, the profile of --jobs 1."""
     header = _header(
@@ -140,6 +143,26 @@ above writes no decisions in its first replay column). "Same bytes": the three f
             f"in {rss['seconds']:.0f} s (target ≤ 1 GB: {verdict}); it grows with the users "
             "held, not with the length of the file.\n"
         )
+    if kafka is not None:
+        half = _verdict(kafka["kafka_vs_file_rate"] >= 0.5)
+        small = _verdict(kafka["kafka_peak_rss_mb"] <= 1024)
+        text += f"""
+### `replay --from-kafka` against `replay FILE`, same records, same run
+
+{kafka["records"]:,} synthetic records on a broker of their own (`deploy/local/kafka`, five
+input topics of 8 partitions, each record stamped with the largest `ts` so far, produced in
+{kafka["produce_seconds"]:.0f} s), read back by `replay --from-kafka` in a fresh process, and
+the same events as a file by `replay FILE --jobs 1`; actions, decisions and DLQ to files.
+
+| run | seconds | records/s | peak RSS MB |
+|---|---:|---:|---:|
+{_kafka_row("`--from-kafka`", kafka, "kafka_seconds", "kafka_records_per_s", "kafka_peak_rss_mb")}
+{_kafka_row("file", kafka, "file_seconds", "file_events_per_s", "file_peak_rss_mb")}
+
+From Kafka at **{kafka["kafka_vs_file_rate"]:.2f}** of the file's rate (target ≥ 0.5: {half});
+peak RSS {kafka["kafka_peak_rss_mb"]:,.0f} MB (target ≤ 1 GB: {small}). Both hold every
+user's state; the Kafka read adds at most 2,000 records per partition.
+"""
     if profile is not None:
         groups = "\n".join(
             f"| {label} | {100 * share:.0f}% |" for label, share in profile["groups"].items()
@@ -162,6 +185,10 @@ a part's share counts the samples with one of its functions on the stack.
 {top}
 """
     return text
+
+
+def _kafka_row(name: str, kafka: dict[str, Any], seconds: str, rate: str, rss: str) -> str:
+    return f"| {name} | {kafka[seconds]:.1f} | {kafka[rate]:,.0f} | {kafka[rss]:,.0f} |"
 
 
 def worker_section(r: dict[str, Any]) -> str:
