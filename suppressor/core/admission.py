@@ -61,6 +61,16 @@ def admit(
     return event
 
 
+def admit_fast(raw: bytes, reference_ms: int | None, max_skew_ms: int) -> Event | None:
+    """The event in ``raw`` when the msgspec fast path takes it and it is not too far
+    ahead; None: ask ``admit`` (with the record's position), which says why. For input
+    without a key (files): replay builds no position for a good line."""
+    event = fast_event(raw)
+    if event is None or too_far_ahead(event, reference_ms, max_skew_ms):
+        return None
+    return event
+
+
 def too_far_ahead(event: Event, reference_ms: int | None, max_skew_ms: int) -> bool:
     return reference_ms is not None and event.ts > reference_ms + max_skew_ms
 

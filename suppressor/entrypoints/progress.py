@@ -9,6 +9,8 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+tqdm.monitor_interval = 0  # no monitor thread: bars are updated from the loop itself
+
 
 class Bar:
     """A ``suppressor.core.replay.run.Meter`` drawn as a tqdm bar with rate and ETA."""

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
-from suppressor.core.admission import admit, failure_dead_letter
+from suppressor.core.admission import admit, admit_fast, failure_dead_letter
 from suppressor.core.catalog import Catalog
 from suppressor.core.codec import (
     ACTIONS,
@@ -47,7 +47,8 @@ class FileSink:
         for kind, _, value in output_records(out, policy_version):
             target = files[kind]
             if target is not None:
-                target.write(value + b"\n")
+                target.write(value)
+                target.write(b"\n")
 
     def dead_letter(self, dead: DeadLetter) -> None:
         if self.dlq is not None:
@@ -102,6 +103,7 @@ def replay(
     processor = Processor(engine, DictStore())
     version = engine.policy_version
     tally = Tally()
+    skew = policy.max_future_skew
     stream_time: int | None = None
     done_bytes = lines_read = 0
     for number, raw in lines:
@@ -111,11 +113,8 @@ def replay(
             if lines_read == METER_EVERY:
                 progress.advance(done_bytes)
                 done_bytes = lines_read = 0
-        if isinstance(number, SourcePosition):
-            where = number
-        else:
-            where = SourcePosition(file=source_name, line=number)
-        event = admit(raw, where, reference, policy.max_future_skew)
+        admitted = admit_fast(raw, reference, skew)  # no SourcePosition built for a good line
+        event = admitted or admit(raw, _position(number, source_name), reference, skew)
         if isinstance(event, DeadLetter):
             tally.dlq[event.error_code] += 1
             sink.dead_letter(event)
@@ -123,13 +122,22 @@ def replay(
         tally.events[event.type] += 1
         stream_time = event.ts if stream_time is None else max(stream_time, event.ts)
         out = processor.on_event(event, stream_time)
-        _emit(out, sink, tally, version, (raw, where, event.event_id))
+        if out.failures:
+            _emit(out, sink, tally, version, (raw, _position(number, source_name), event.event_id))
+        else:
+            _emit(out, sink, tally, version)
     if progress is not None and done_bytes:
         progress.advance(done_bytes)
     _emit(processor.flush(), sink, tally, version)
     if until is not None:
         _emit(processor.advance_to(until), sink, tally, version)
     return tally
+
+
+def _position(number: int | SourcePosition, source_name: str) -> SourcePosition:
+    if isinstance(number, SourcePosition):
+        return number
+    return SourcePosition(file=source_name, line=number)
 
 
 def _emit(
