@@ -25,7 +25,8 @@ stream time at the same lines. Hence:
 2. *Run* (N processes): job k reads the whole file, admits and runs the lines of its own
    users at their stream time, and, at another job's line where stream time rose, fires
    its own users due by then (at a line where it did not rise, none of them can be due:
-   every fire leaves the fired users due later than stream time). Every step with an
+   every fire leaves the fired users due later than stream time; and it looks at the
+   earliest due time first, so most such lines cost a comparison). Every step with an
    output is written to job k's spool, keyed (line, 0) for a line's own step and
    (line, 1, due, user) for a fired one; the end-of-input flush is keyed (lines, 0, 0,
    user) and ``--until``'s fires (lines + 1, 1, due, user). Job 0 also writes the dead
@@ -97,8 +98,10 @@ class Run:
 
 class KeyedProcessor(Processor):
     """The processor with each fired user's step kept apart, with its due time, instead of
-    merged into the line's outcome (its ``_fire_due`` and ``flush`` are the parent's,
-    step by step)."""
+    merged into the line's outcome: its ``_fire_due`` and ``flush_steps`` are
+    ``Processor._fire_due`` and ``Processor.flush`` step by step, on the processor's own
+    ``_step``, ``index`` and the engine's ``due``. A change to how the processor fires or
+    flushes must be made here too; tests/unit/test_replay_jobs.py fails when they part."""
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine, DictStore())
