@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         figures["measured_at"] = _now()
         WORKER_RESULTS.write_text(json.dumps(figures, indent=2))
-    Path(args.report).write_text(_report())
+    Path(args.report).write_text(_report(Path(args.report)))
     print(Path(args.report).read_text())
     return 0
 
@@ -143,7 +143,13 @@ def _engine(args: argparse.Namespace) -> None:
     )  # fmt: skip
 
 
-def _report() -> str:
+WORKER_HEADING = "## Worker on the local broker"
+
+
+def _report(previous: Path | None = None) -> str:
+    """BENCHMARKS.md from the saved figures; a part with none saved here (bench/out is not
+    committed) keeps its section of the ``previous`` report as it was."""
+    kept = previous.read_text() if previous is not None and previous.exists() else ""
     text = f"""# Benchmarks
 
 Written by `make bench` (`python -m bench`; `--only engine` or `--only worker` runs one
@@ -160,10 +166,16 @@ first, the absolute rates second. Nothing here is asserted by the test suite.
         text += "\n" + _engine_section(saved["runs"], saved["memory"], when)
         if saved.get("replay"):
             text += "\n" + replay_section(
-                saved["replay"], saved.get("profile"), saved.get("rss"), saved.get("kafka")
+                saved["replay"],
+                saved.get("profile"),
+                saved.get("rss"),
+                saved.get("kafka"),
+                saved["runs"],
             )
     if WORKER_RESULTS.exists():
         text += "\n" + worker_section(json.loads(WORKER_RESULTS.read_text()))
+    elif WORKER_HEADING in kept:
+        text += "\n" + kept[kept.index(WORKER_HEADING) :]
     return text
 
 

@@ -79,7 +79,10 @@ def peak_rss(name: str, events: Path, catalog: Path, out_dir: Path) -> dict[str,
 
 
 GROUPS = {
-    "admission (msgspec fast path, pydantic fallback)": ("admit (admission.py)",),
+    "admission (msgspec fast path, pydantic fallback)": (
+        "admit_fast (admission.py)",
+        "admit (admission.py)",
+    ),
     "engine and processor (Processor.on_event, flush)": (
         "Processor.on_event (processor.py)",
         "Processor.flush (processor.py)",
@@ -101,6 +104,11 @@ def profile(events: Path, catalog: Path, out_dir: Path) -> dict[str, Any] | None
     subprocess.run(
         [*command, *replay_command(events, catalog, out_dir, 1)], check=True, capture_output=True
     )
+    return summarise_profile(raw)
+
+
+def summarise_profile(raw: Path) -> dict[str, Any]:
+    """Shares of the samples of a py-spy raw profile: per part (GROUPS) and per function."""
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
     total = 0

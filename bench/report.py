@@ -111,6 +111,7 @@ def replay_section(
     profile: dict[str, Any] | None,
     rss: dict[str, Any] | None,
     kafka: dict[str, Any] | None = None,
+    engine_runs: list[dict[str, Any]] | None = None,
 ) -> str:
     """Replay at scale (issue 21): --jobs 1 and 2, peak RSS, the profile of --jobs 1."""
     header = _header(
@@ -136,6 +137,23 @@ above writes no decisions in its first replay column). "Same bytes": the three f
 {header}
 {rows}
 """
+    largest = max(runs, key=lambda r: r["events"])
+    per_million = largest["jobs1_seconds"] * 1_000_000 / largest["events"]
+    text += (
+        f"\nTargets (issue 21), on the {largest['events']:,}-event run: 1,000,000 events in "
+        f"≤ 10 s with `--jobs 1`: {per_million:.0f} s per million, "
+        f"{_verdict(per_million <= 10)}; `--jobs 2` ≥ 1.6x `--jobs 1`: "
+        f"{largest['jobs2_speedup']:.2f}x, {_verdict(largest['jobs2_speedup'] >= 1.6)}. "
+        "The profile below says where `--jobs 1`'s time goes.\n"
+    )
+    engine = {r["input"]: r for r in engine_runs or []}.get(largest["input"])
+    if engine is not None:
+        alone = 1_000_000 / engine["engine_events_per_s"]
+        text += (
+            f"In this run the engine alone (`Processor.on_event` over events parsed "
+            f"beforehand, nothing written: the table above) took {alone:.0f} s per million "
+            f"events ({engine['engine_events_per_s']:,.0f}/s).\n"
+        )
     if rss is not None:
         verdict = _verdict(rss["peak_rss_mb"] <= 1024)
         text += (
