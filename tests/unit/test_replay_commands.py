@@ -22,7 +22,7 @@ from suppressor.entrypoints.cli import main, package_version
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "examples" / "events.jsonl"
 CATALOG = REPO / "examples" / "catalog.jsonl"
-UNTIL = "2025-03-04T00:00:00Z"
+UNTIL = "2025-03-08T00:00:00Z"
 REPLAY = [sys.executable, "-m", "suppressor.entrypoints.cli", "replay", str(EVENTS)]
 REPLAY += ["--catalog", str(CATALOG), "--until", UNTIL, "--actions", os.devnull]
 
@@ -57,12 +57,12 @@ def test_progress_is_drawn_on_a_terminal(jobs: str) -> None:
     shown = stderr_on_a_terminal([*REPLAY, "--jobs", jobs])
     assert "replay" in shown and "100%" in shown
     assert "B/s" in shown  # the rate (tqdm shows ?B/s before it knows it)
-    assert "replay: events: 37" in shown  # and the summary after it
+    assert "replay: events: 41" in shown  # and the summary after it
 
 
 def test_no_progress_in_a_pipe() -> None:
     done = subprocess.run([*REPLAY, "--jobs", "2"], capture_output=True, text=True, check=True)
-    assert done.stderr.startswith("replay: events: 37")
+    assert done.stderr.startswith("replay: events: 41")
     assert "\r" not in done.stderr and "%" not in done.stderr
 
 
@@ -72,7 +72,7 @@ def test_summary_json(tmp_path: Path) -> None:
     args += ["--actions", os.devnull, "--quiet", "--summary-json", str(out)]
     assert main(args) == 0
     summary = json.loads(out.read_text())
-    assert summary["events"] == 37 and summary["actions"] == 9
+    assert summary["events"] == 41 and summary["actions"] == 8
     assert summary["dlq_by_code"]["not_json"] == 1
     assert summary["suppressed_by_reason"]["browse_nudge"] == 7
     assert summary["input"] == str(EVENTS) and summary["jobs"] == 1 and summary["seconds"] >= 0
