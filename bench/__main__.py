@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import engine, worker
-from bench.report import worker_section
+from bench import engine, replay, worker
+from bench.report import replay_section, worker_section
 from suppressor.core.datasets import rees46, synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("engine", "worker"), help="one part (default: both)")
     parser.add_argument("--events", type=int, default=1_000_000, help="engine: synthetic events")
     parser.add_argument("--users", type=int, default=100_000, help="engine: synthetic users")
+    parser.add_argument(
+        "--rss-events", type=int, default=5_000_000,
+        help="engine: synthetic events of the peak-RSS replay (5,000,000; 0: none)",
+    )  # fmt: skip
     parser.add_argument(
         "--worker-events", type=int, default=50_000, help="worker: backlog events (50,000)"
     )
@@ -48,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         "--worker-partitions", type=int, default=8, help="worker: partitions (8, the default)"
     )
     parser.add_argument("--kafka-port", type=int, default=worker.PORT)
+    parser.add_argument(
+        "--kafka-replay-events", type=int, default=2_000_000,
+        help="engine: records of the replay --from-kafka run, on a broker of its own on "
+        "--kafka-port (2,000,000; 0: none)",
+    )  # fmt: skip
     parser.add_argument("--report", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -66,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         figures["measured_at"] = _now()
         WORKER_RESULTS.write_text(json.dumps(figures, indent=2))
-    Path(args.report).write_text(_report())
+    Path(args.report).write_text(_report(Path(args.report)))
     print(Path(args.report).read_text())
     return 0
 
@@ -93,12 +102,54 @@ def _engine(args: argparse.Namespace) -> None:
                    synth_dir / "events.jsonl", synth_dir / "catalog.jsonl", synth_dir),
     ]  # fmt: skip
     memory = _memory_in_fresh_process(synth_dir)
+    scale = [
+        replay.run(r["input"], path / "events.jsonl", path / "catalog.jsonl", path,
+                   r["json_passthrough_seconds"])
+        for r, path in zip(results, (sample_dir, synth_dir), strict=True)
+    ]  # fmt: skip
+    profile = replay.profile(synth_dir / "events.jsonl", synth_dir / "catalog.jsonl", synth_dir)
+    rss = None
+    if args.rss_events:
+        big_dir = OUT / "synthetic-rss"
+        big_dir.mkdir(exist_ok=True)
+        users = args.rss_events // 10
+        synthetic.generate(
+            big_dir / "events.jsonl", big_dir / "catalog.jsonl", events=args.rss_events,
+            users=users,
+        )  # fmt: skip
+        name = f"synthetic {args.rss_events:,} events / {users:,} users"
+        rss = replay.peak_rss(name, big_dir / "events.jsonl", big_dir / "catalog.jsonl", big_dir)
+        (big_dir / "events.jsonl").unlink()
+    kafka = None
+    if args.kafka_replay_events:
+        kafka_dir = OUT / "synthetic-kafka"
+        kafka_dir.mkdir(exist_ok=True)
+        users = args.kafka_replay_events // 10
+        synthetic.generate(
+            kafka_dir / "events.jsonl", kafka_dir / "catalog.jsonl",
+            events=args.kafka_replay_events, users=users,
+        )  # fmt: skip
+        kafka = replay.kafka_run(
+            kafka_dir / "events.jsonl", kafka_dir / "catalog.jsonl", kafka_dir, args.kafka_port
+        )
+        for leftover in kafka_dir.glob("*.jsonl"):
+            leftover.unlink()
     ENGINE_RESULTS.write_text(
-        json.dumps({"runs": results, "memory": memory, "measured_at": _now()}, indent=2)
-    )
+        json.dumps(
+            {"runs": results, "memory": memory, "replay": scale, "profile": profile,
+             "rss": rss, "kafka": kafka, "measured_at": _now()},
+            indent=2,
+        )
+    )  # fmt: skip
 
 
-def _report() -> str:
+WORKER_HEADING = "## Worker on the local broker"
+
+
+def _report(previous: Path | None = None) -> str:
+    """BENCHMARKS.md from the saved figures; a part with none saved here (bench/out is not
+    committed) keeps its section of the ``previous`` report as it was."""
+    kept = previous.read_text() if previous is not None and previous.exists() else ""
     text = f"""# Benchmarks
 
 Written by `make bench` (`python -m bench`; `--only engine` or `--only worker` runs one
@@ -113,8 +164,18 @@ first, the absolute rates second. Nothing here is asserted by the test suite.
             "%Y-%m-%d %H:%M UTC", time.gmtime(ENGINE_RESULTS.stat().st_mtime)
         )
         text += "\n" + _engine_section(saved["runs"], saved["memory"], when)
+        if saved.get("replay"):
+            text += "\n" + replay_section(
+                saved["replay"],
+                saved.get("profile"),
+                saved.get("rss"),
+                saved.get("kafka"),
+                saved["runs"],
+            )
     if WORKER_RESULTS.exists():
         text += "\n" + worker_section(json.loads(WORKER_RESULTS.read_text()))
+    elif WORKER_HEADING in kept:
+        text += "\n" + kept[kept.index(WORKER_HEADING) :]
     return text
 
 

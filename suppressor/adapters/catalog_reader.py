@@ -31,11 +31,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from mode import Service
-from pydantic import ValidationError
 
 from suppressor.core.catalog import Catalog
+from suppressor.core.catalog_lines import validate_catalog_item
 from suppressor.core.codec import item_from_wire
-from suppressor.wire.catalog import CATALOG_ITEM
 from suppressor.wire.outputs import DeadLetter, SourcePosition
 
 log = logging.getLogger(__name__)
@@ -71,14 +70,9 @@ class CatalogFeed:
                 self.catalog.remove(key.decode("utf-8", "replace"))
                 self.applied += 1
             return None
-        try:
-            item = CATALOG_ITEM.validate_json(value)
-        except ValidationError as error:  # the same code as replay's catalog file reader
-            first = error.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "record"
-            return DeadLetter.of(value, source, "bad_catalog_item", f"{where}: {first['msg']}")
-        except (ValueError, RecursionError):
-            return DeadLetter.of(value, source, "not_json", "not usable JSON")
+        item = validate_catalog_item(value, source)  # as replay's and `catalog load`'s
+        if isinstance(item, DeadLetter):
+            return item
         if key is None or key != item.item_id.encode():
             message = (
                 f"the record's key {key!r} is not its item_id {item.item_id!r}; "

@@ -2,6 +2,7 @@
 
     python -m suppressor.adapters.feed events EVENTS.jsonl   [--broker ...] [--input-topics ...]
     python -m suppressor.adapters.feed catalog CATALOG.jsonl [--broker ...] [--catalog-topic ...]
+    (``suppressor catalog load CATALOG.jsonl`` validates the lines first: ``load_catalog_file``)
     python -m suppressor.adapters.feed read actions          [--broker ...] [--follow]
 
 Events go to the input topic of their type (browse, cart, purchase, review,
@@ -22,12 +23,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from suppressor.adapters.settings import add_settings_arguments, settings_from_args
+from suppressor.core.catalog_lines import Deleted, catalog_line
+from suppressor.core.codec import dead_letter_bytes
 from suppressor.core.errors import SuppressorError
+from suppressor.core.replay.files import numbered_lines, open_input
+from suppressor.wire.outputs import DeadLetter, SourcePosition
 
 EVENT_TYPES_BY_INPUT = (
     ("browse",),
@@ -134,6 +140,53 @@ def feed_catalog(
     finally:
         kafka.close()
     report.by_topic[topic] = report.sent
+    return report
+
+
+@dataclass
+class CatalogLoadReport:
+    items: int = 0
+    tombstones: int = 0
+    dead_letters: int = 0
+
+
+def load_catalog_file(
+    bootstrap: str,
+    path: str,
+    topic: str,
+    *,
+    dlq_topic: str | None,
+    dlq_file: BinaryIO | None = None,
+    client_config: Mapping[str, Any] | None = None,
+) -> CatalogLoadReport:
+    """``suppressor catalog load``: every good line of a catalog file on the catalog topic
+    keyed by its item_id, a tombstone for a line marking an item deleted
+    (suppressor.core.catalog_lines), and each bad line as a dead letter (the worker's
+    codes) to ``dlq_file`` when given, else to ``dlq_topic``. Returns once all is acked."""
+    report = CatalogLoadReport()
+    handle, _ = open_input(path)
+    kafka = producer(bootstrap, client_config)
+    try:
+        with handle:
+            for number, line in numbered_lines(handle):
+                found = catalog_line(line, SourcePosition(file=path, line=number))
+                if isinstance(found, DeadLetter):
+                    report.dead_letters += 1
+                    if dlq_file is not None:
+                        dlq_file.write(dead_letter_bytes(found) + b"\n")
+                    elif dlq_topic is not None:
+                        kafka.send(dlq_topic, key=None, value=dead_letter_bytes(found))
+                elif isinstance(found, Deleted):
+                    kafka.send(topic, key=found.item_id.encode(), value=None)
+                    report.tombstones += 1
+                else:
+                    kafka.send(topic, key=found.item_id.encode(), value=line)
+                    report.items += 1
+        kafka.flush()
+    except KafkaError as error:
+        raise SuppressorError(f"Kafka at {bootstrap}: {error}") from None
+    finally:
+        kafka.close()
     return report
 
 

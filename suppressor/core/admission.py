@@ -1,7 +1,8 @@
 """Admission: from raw input bytes to an event the engine may take, or a dead letter.
 
 One function for the worker and replay (``admit``): parse and validate against the wire
-contract (suppressor.wire.events), then refuse an event too far in the future, and, for a
+contract (suppressor.wire.events; valid events through the msgspec fast path of
+suppressor.core.fast_admission first), then refuse an event too far in the future, and, for a
 Kafka record, a key longer than any user id. The dead letters for events whose processing
 failed later (``failure_dead_letter``) are built here too.
 
@@ -26,6 +27,7 @@ import traceback
 
 from suppressor.core.codec import dumps, event_from_wire, event_record
 from suppressor.core.engine import Failure
+from suppressor.core.fast_admission import fast_event
 from suppressor.core.model import Event
 from suppressor.core.policy import format_duration
 from suppressor.wire.events import parse_event
@@ -47,13 +49,25 @@ def admit(
     ``key``: the Kafka record's key, when there is one."""
     if key is not None and len(key) > MAX_KEY_BYTES:
         return key_too_large_dead_letter(raw, source, len(key))
-    parsed = parse_event(raw, source)
-    if isinstance(parsed, DeadLetter):
-        return parsed
-    event = event_from_wire(parsed)
+    event = fast_event(raw)
+    if event is None:  # msgspec refused it: the pydantic models decide, and say why
+        parsed = parse_event(raw, source)
+        if isinstance(parsed, DeadLetter):
+            return parsed
+        event = event_from_wire(parsed)
     if too_far_ahead(event, reference_ms, max_skew_ms):
         assert reference_ms is not None
         return future_dead_letter(raw, source, event, reference_ms, max_skew_ms)
+    return event
+
+
+def admit_fast(raw: bytes, reference_ms: int | None, max_skew_ms: int) -> Event | None:
+    """The event in ``raw`` when the msgspec fast path takes it and it is not too far
+    ahead; None: ask ``admit`` (with the record's position), which says why. For input
+    without a key (files): replay builds no position for a good line."""
+    event = fast_event(raw)
+    if event is None or too_far_ahead(event, reference_ms, max_skew_ms):
+        return None
     return event
 
 

@@ -41,6 +41,39 @@ class Tally:
             group = "holdout" if conversion.held_out else "treated"
             self.conversions[conversion.kind, group, conversion.converted_at is not None] += 1
 
+    def absorb(self, other: Tally) -> None:
+        """Add ``other``'s counts to these (the parts of a replay on several processes)."""
+        for name in ("events", "actions", "suppressed", "emitted", "exclusions", "dlq"):
+            getattr(self, name).update(getattr(other, name))
+        self.failures.update(other.failures)
+        self.conversions.update(other.conversions)
+        self.late_events += other.late_events
+        self.erasures += other.erasures
+
+    def as_dict(self) -> dict[str, object]:
+        """The counts as plain JSON values (``replay --summary-json``)."""
+        by_reason: Counter[str] = Counter()
+        for (_, reason), n in self.suppressed.items():
+            by_reason[reason] += n
+        return {
+            "events": sum(self.events.values()),
+            "events_by_type": dict(sorted(self.events.items())),
+            "actions": sum(self.actions.values()),
+            "actions_by_kind": dict(sorted(self.actions.items())),
+            "emitted_by_trigger": dict(sorted(self.emitted.items())),
+            "suppressed": sum(by_reason.values()),
+            "suppressed_by_reason": dict(sorted(by_reason.items())),
+            "suppressed_by_trigger_and_reason": {
+                f"{trigger}/{reason}": n for (trigger, reason), n in sorted(self.suppressed.items())
+            },
+            "exclusions_by_reason": dict(sorted(self.exclusions.items())),
+            "dlq": sum(self.dlq.values()),
+            "dlq_by_code": dict(sorted(self.dlq.items())),
+            "failures_by_code": dict(sorted(self.failures.items())),
+            "late_events": self.late_events,
+            "erasures": self.erasures,
+        }
+
     def summary_line(self) -> str:
         def fmt(counter: Counter[str]) -> str:
             return " ".join(f"{key}={n}" for key, n in sorted(counter.items())) or "none"

@@ -31,10 +31,10 @@ from kafka.partitioner.default import murmur2
 
 from suppressor.adapters.admin import ensure_topics
 from suppressor.adapters.feed import (
-    feed_catalog,
     feed_events,
     follow_topic,
     jsonl_lines,
+    load_catalog_file,
     read_topic,
 )
 from suppressor.adapters.settings import Settings
@@ -68,7 +68,10 @@ def main() -> int:
         )
         _step(f"broker at {bootstrap}; creating the topics")
         _create_topics(settings)
-        feed_catalog(bootstrap, jsonl_lines(EXAMPLES / "catalog.jsonl"), settings.catalog_topic)
+        load_catalog_file(  # as `suppressor catalog load examples/catalog.jsonl` does
+            bootstrap, str(EXAMPLES / "catalog.jsonl"), settings.catalog_topic,
+            dlq_topic=settings.dlq_topic,
+        )  # fmt: skip
         worker = _start_worker(settings)
         _wait_healthy(web_port, worker)
         lines = [*jsonl_lines(EXAMPLES / "events.jsonl"), *_morning(settings.partitions)]

@@ -13,7 +13,7 @@ from suppressor.core.engine import Outcome
 from suppressor.core.policy import Policy
 from suppressor.core.replay.run import replay
 from suppressor.core.tally import Tally
-from suppressor.wire.outputs import DeadLetter
+from suppressor.wire.outputs import DeadLetter, SourcePosition
 
 
 @dataclass
@@ -38,17 +38,22 @@ class Comparison:
 
 
 def compare(
-    lines: Callable[[], Iterable[tuple[int, bytes]]],
+    lines: Callable[[], Iterable[tuple[int | SourcePosition, bytes]]],
     policy_a: Policy,
     policy_b: Policy,
     catalog: Catalog,
     *,
     source_name: str,
     until: int | None,
+    second: Callable[[], Iterable[tuple[int | SourcePosition, bytes]]] | None = None,
 ) -> Comparison:
+    """The history ``lines()`` under both policies, one after the other: ``lines`` is
+    called once per policy (``second``, when given, for policy B), so the input is read
+    twice, streaming; only each user's action ids are kept."""
     sink_a, sink_b = ActionsByUser(), ActionsByUser()
     tally_a = replay(lines(), policy_a, catalog, sink_a, source_name=source_name, until=until)
-    tally_b = replay(lines(), policy_b, catalog, sink_b, source_name=source_name, until=until)
+    read_b = lines if second is None else second
+    tally_b = replay(read_b(), policy_b, catalog, sink_b, source_name=source_name, until=until)
     differing = {}
     for user in sorted(sink_a.by_user.keys() | sink_b.by_user.keys()):
         only_a = sink_a.by_user.get(user, set()) - sink_b.by_user.get(user, set())

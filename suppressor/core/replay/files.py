@@ -7,12 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from pydantic import ValidationError
-
 from suppressor.core.catalog import Catalog
+from suppressor.core.catalog_lines import Deleted, catalog_line
 from suppressor.core.codec import item_from_wire
 from suppressor.core.errors import InputFileError
-from suppressor.wire.catalog import CATALOG_ITEM
 from suppressor.wire.outputs import DeadLetter, SourcePosition
 
 
@@ -35,21 +33,19 @@ def numbered_lines(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
 
 
 def load_catalog(path: str | None) -> tuple[Catalog, list[DeadLetter]]:
-    """The catalog in a JSONL file; bad lines become dead letters, the rest load."""
+    """The catalog in a JSONL file; bad lines become dead letters, the rest load (a line
+    marking an item deleted removes it: suppressor.core.catalog_lines)."""
     catalog, dead = Catalog(), list[DeadLetter]()
     if path is None:
         return catalog, dead
     handle, _ = open_input(path)
     with handle:
         for number, line in numbered_lines(handle):
-            where = SourcePosition(file=path, line=number)
-            try:
-                catalog.upsert(item_from_wire(CATALOG_ITEM.validate_json(line)))
-            except ValidationError as error:
-                first = error.errors(include_url=False)[0]
-                field = ".".join(str(p) for p in first["loc"]) or "record"
-                message = f"{field}: {first['msg']}"
-                dead.append(DeadLetter.of(line, where, "bad_catalog_item", message))
-            except (ValueError, RecursionError):
-                dead.append(DeadLetter.of(line, where, "not_json", "not usable JSON"))
+            found = catalog_line(line, SourcePosition(file=path, line=number))
+            if isinstance(found, DeadLetter):
+                dead.append(found)
+            elif isinstance(found, Deleted):
+                catalog.remove(found.item_id)
+            else:
+                catalog.upsert(item_from_wire(found))
     return catalog, dead

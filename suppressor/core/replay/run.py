@@ -6,13 +6,12 @@ time so that due deadlines fire. The same input gives byte-identical output.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol, TextIO
+from typing import BinaryIO, Protocol
 
-from suppressor.core.admission import admit, failure_dead_letter
+from suppressor.core.admission import admit, admit_fast, failure_dead_letter
 from suppressor.core.catalog import Catalog
 from suppressor.core.codec import (
     ACTIONS,
@@ -48,7 +47,8 @@ class FileSink:
         for kind, _, value in output_records(out, policy_version):
             target = files[kind]
             if target is not None:
-                target.write(value + b"\n")
+                target.write(value)
+                target.write(b"\n")
 
     def dead_letter(self, dead: DeadLetter) -> None:
         if self.dlq is not None:
@@ -69,28 +69,16 @@ class CollectingSink:
         self.dead_letters.append(dead)
 
 
-class Progress:
-    """A one-line progress display on a terminal; silent otherwise."""
+class Meter(Protocol):
+    """Where a long run reports how far it got (a progress bar on a terminal, see
+    suppressor.entrypoints.progress); ``advance`` takes units done since the last call:
+    input bytes for a file, records for a Kafka range."""
 
-    def __init__(self, total_bytes: int | None, stream: TextIO = sys.stderr) -> None:
-        self.total = total_bytes
-        self.stream = stream
-        self.enabled = stream.isatty() and (total_bytes is None or total_bytes > 5_000_000)
-        self.started = self.last = time.monotonic()
+    def advance(self, units: int) -> None: ...
 
-    def update(self, done_bytes: int, events: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or now - self.last < 0.5:
-            return
-        self.last = now
-        rate = events / max(now - self.started, 1e-9)
-        share = f"{100 * done_bytes / self.total:5.1f}% " if self.total else ""
-        self.stream.write(f"\r  replay: {share}{events:,} events, {rate:,.0f}/s")
-        self.stream.flush()
 
-    def done(self) -> None:
-        if self.enabled:
-            self.stream.write("\r" + " " * 60 + "\r")
+METER_EVERY = 4096
+"""Lines between two reports to a Meter: a report costs far more than a line."""
 
 
 def replay(
@@ -101,27 +89,32 @@ def replay(
     *,
     source_name: str = "-",
     until: int | None = None,
-    progress: Progress | None = None,
+    progress: Meter | None = None,
     now_ms: int | None = None,
 ) -> Tally:
     """`now_ms`: the reference for refusing far-future events (default: the wall clock).
 
     Each item of `lines` is (line number in `source_name`, raw bytes), or (the record's own
     SourcePosition, raw bytes) for input that is not a file (a Kafka topic range).
+    `progress` hears of the input bytes read (each line and its newline).
     """
     reference = int(time.time() * 1000) if now_ms is None else now_ms
     engine = Engine(policy, catalog)
     processor = Processor(engine, DictStore())
     version = engine.policy_version
     tally = Tally()
+    skew = policy.max_future_skew
     stream_time: int | None = None
-    done_bytes = 0
-    for count, (number, raw) in enumerate(lines, start=1):
-        if isinstance(number, SourcePosition):
-            where = number
-        else:
-            where = SourcePosition(file=source_name, line=number)
-        event = admit(raw, where, reference, policy.max_future_skew)
+    done_bytes = lines_read = 0
+    for number, raw in lines:
+        if progress is not None:
+            done_bytes += len(raw) + 1
+            lines_read += 1
+            if lines_read == METER_EVERY:
+                progress.advance(done_bytes)
+                done_bytes = lines_read = 0
+        admitted = admit_fast(raw, reference, skew)  # no SourcePosition built for a good line
+        event = admitted or admit(raw, _position(number, source_name), reference, skew)
         if isinstance(event, DeadLetter):
             tally.dlq[event.error_code] += 1
             sink.dead_letter(event)
@@ -129,16 +122,22 @@ def replay(
         tally.events[event.type] += 1
         stream_time = event.ts if stream_time is None else max(stream_time, event.ts)
         out = processor.on_event(event, stream_time)
-        _emit(out, sink, tally, version, (raw, where, event.event_id))
-        if progress is not None:
-            done_bytes += len(raw) + 1
-            progress.update(done_bytes, count)
+        if out.failures:
+            _emit(out, sink, tally, version, (raw, _position(number, source_name), event.event_id))
+        else:
+            _emit(out, sink, tally, version)
+    if progress is not None and done_bytes:
+        progress.advance(done_bytes)
     _emit(processor.flush(), sink, tally, version)
     if until is not None:
         _emit(processor.advance_to(until), sink, tally, version)
-    if progress is not None:
-        progress.done()
     return tally
+
+
+def _position(number: int | SourcePosition, source_name: str) -> SourcePosition:
+    if isinstance(number, SourcePosition):
+        return number
+    return SourcePosition(file=source_name, line=number)
 
 
 def _emit(
