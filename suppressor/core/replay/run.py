@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, TextIO
 
@@ -22,8 +22,9 @@ from suppressor.core.codec import (
     output_records,
 )
 from suppressor.core.engine import Engine, Outcome
+from suppressor.core.model import Event
 from suppressor.core.policy import Policy
-from suppressor.core.processor import DictStore, Processor
+from suppressor.core.processor import DictStore, Processor, StateStore
 from suppressor.core.tally import Tally
 from suppressor.wire.outputs import DeadLetter, SourcePosition
 
@@ -103,15 +104,19 @@ def replay(
     until: int | None = None,
     progress: Progress | None = None,
     now_ms: int | None = None,
+    store: StateStore | None = None,
+    on_event: Callable[[Event], None] | None = None,
 ) -> Tally:
     """`now_ms`: the reference for refusing far-future events (default: the wall clock).
 
     Each item of `lines` is (line number in `source_name`, raw bytes), or (the record's own
     SourcePosition, raw bytes) for input that is not a file (a Kafka topic range).
+    `store` keeps the users' states (default: a dict of its own); `on_event` sees every
+    good event as it is read (`suppressor explain` keeps one person's).
     """
     reference = int(time.time() * 1000) if now_ms is None else now_ms
     engine = Engine(policy, catalog)
-    processor = Processor(engine, DictStore())
+    processor = Processor(engine, DictStore() if store is None else store)
     version = engine.policy_version
     tally = Tally()
     stream_time: int | None = None
@@ -127,6 +132,8 @@ def replay(
             sink.dead_letter(event)
             continue
         tally.events[event.type] += 1
+        if on_event is not None:
+            on_event(event)
         stream_time = event.ts if stream_time is None else max(stream_time, event.ts)
         out = processor.on_event(event, stream_time)
         _emit(out, sink, tally, version, (raw, where, event.event_id))
