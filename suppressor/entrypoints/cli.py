@@ -22,6 +22,7 @@ from suppressor.core.replay.compare import compare, print_report
 from suppressor.core.replay.files import load_catalog, numbered_lines, open_input
 from suppressor.core.replay.report import print_report as print_conversion_report
 from suppressor.core.replay.run import FileSink, Progress, replay
+from suppressor.entrypoints.explain import add_explain
 from suppressor.wire.outputs import DeadLetter, SourcePosition
 from suppressor.wire.timefmt import parse_to_ms
 
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_replay(commands)
+    add_explain(commands)
     _add_schemas(commands)
     _add_topics(commands)
     _add_worker(commands)
