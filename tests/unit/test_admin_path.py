@@ -11,6 +11,8 @@ import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from suppressor.adapters.admin_path import bearer_matches
 from suppressor.adapters.metrics import ADMIN_OUTCOMES, Metrics
@@ -147,6 +149,15 @@ def test_the_app_tells_faust_its_canonical_url(tmp_path: Path) -> None:
 )
 def test_only_the_token_passes(header: str | None, ok: bool) -> None:
     assert bearer_matches(header, TOKEN) is ok
+
+
+@given(
+    presented=st.one_of(st.text(max_size=60), st.just(TOKEN), st.just(f" {TOKEN}\t")),
+    scheme=st.sampled_from(["Bearer", "bearer", "BEARER", "Basic", "Token"]),
+)
+def test_nothing_but_the_token_itself_passes(presented: str, scheme: str) -> None:
+    ok = scheme.lower() == "bearer" and presented.strip() == TOKEN
+    assert bearer_matches(f"{scheme} {presented}", TOKEN) is ok
 
 
 def admin_routes(tmp_path: Path, **values: str) -> list[str]:
