@@ -22,6 +22,7 @@ import faust
 from faust.types import TP
 
 from suppressor.adapters.admin import TopicMismatch, ensure_topics, list_topics, topic_configs
+from suppressor.adapters.admin_path import AdminPath
 from suppressor.adapters.catalog_reader import CatalogFeed, CatalogReader
 from suppressor.adapters.faust_internals import check_versions
 from suppressor.adapters.faust_internals.app import FencedApp
@@ -139,6 +140,9 @@ def build_app(
     _agent(app, topology)
     _tick_timer(app, topology, settings.tick_interval)
     _pages(app)
+    token = settings.admin_secret
+    if token is not None:  # else no route at all: /admin/... is a 404 like any unknown path
+        AdminPath(app, app.pipeline, topology, app.metrics, token).install()
     app.on_partitions_revoked.connect(_forget_revoked)
     log.info("policy %s, clock %s", policy.version, "hybrid" if hybrid else "event")
     return app
@@ -194,9 +198,15 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "web_enabled": True,
         "web_port": settings.web_port,
         "web_bind": settings.web_host,
+        # how the other workers reach this one: the assignor hands it to them as the owner
+        # of this worker's partitions (the admin path forwards to it)
+        "web_host": settings.advertised_host,
+        "canonical_url": settings.canonical_url,
         "web_in_thread": False,
         # Faust's pages list tables, their keys (people's state) and the cluster: none
         # is served (ClosedWeb), and these say so to anyone reading the configuration.
+        # (web_router_enabled is the /router listing page only: routing a request by a
+        # table key, as the admin path does, works without it.)
         "web_tables_enabled": False,
         "web_router_enabled": False,
         "web_graph_enabled": False,

@@ -134,6 +134,16 @@ TRANSACTION_OPERATIONS: tuple[str, ...] = (
     "offset_commit",  # a consumer offset commit failed (at-least-once)
 )
 
+# Requests to the admin path (suppressor.adapters.admin_path), by outcome; never by user.
+ADMIN_OUTCOMES: tuple[str, ...] = (
+    "ok",  # answered: the person's state
+    "not_found",  # answered: no state held about that user id
+    "unauthorized",  # no token, or a wrong one: 401
+    "forwarded",  # passed on to the worker that owns the person's partition
+    "unavailable",  # that worker unknown, unreachable or recovering: 503, retry
+    "error",  # a bug: 500
+)
+
 # --- buckets -----------------------------------------------------------------------------
 
 DECISION_BUCKETS = (
@@ -374,6 +384,14 @@ class Metrics:
             ["kind", "group", "converted"],
             registry=r,
         )
+        self.admin_requests = Counter(
+            "suppressor_admin_requests",
+            "Requests to the admin path /admin/users/ID (a person's state), by outcome: ok, "
+            "not_found, unauthorized, forwarded (to the worker that owns the person), "
+            "unavailable, error",
+            ["outcome"],
+            registry=r,
+        )
         self.decision_seconds = Histogram(
             "suppressor_decision_seconds",
             "Wall time from taking an event (or tick) in hand to its decisions being sent",
@@ -446,6 +464,8 @@ class Metrics:
         for code in FAILURE_CODES:
             for stage in FAILURE_STAGES:
                 self.failures.labels(code, stage)
+        for outcome in ADMIN_OUTCOMES:
+            self.admin_requests.labels(outcome)
         for kind in ACTION_KINDS:
             for group in ("treated", "holdout"):
                 self.measured_actions.labels(kind, group)
@@ -526,6 +546,10 @@ class Metrics:
             _checked(stage, FAILURE_STAGES, "failure stage", warned),
         )
         self._labelled(self.failures, *checked).inc()
+
+    def observe_admin_request(self, outcome: str) -> None:
+        checked = _checked(outcome, ADMIN_OUTCOMES, "admin outcome", self._warned)
+        self._labelled(self.admin_requests, checked).inc()
 
     def observe_transaction_error(self, operation: str) -> None:
         self.transaction_errors.labels(

@@ -8,7 +8,8 @@ Errors name where the bad value came from and what would be accepted::
 
     SUPPRESSOR_WEB_PORT must be a port number 1-65535, got 'abc'
 
-Secrets (``sasl_password``) are ``SecretStr``: never printed, in help or in errors.
+Secrets (``sasl_password``, ``admin_token``) are ``SecretStr``: never printed, in help or
+in errors.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -45,6 +48,14 @@ DEFAULT_INPUT_TOPICS = (
 )
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _BROKER = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://)?[^\s:/;,]+:\d{1,5}/?$")
+_HOST = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.?)+$|^[0-9a-fA-F:.]+$")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+MIN_ADMIN_TOKEN = 16
+"""Characters an admin token must have at least: a guessable token opens people's data."""
+TOKEN_FIX = (
+    "use a random one of 32 characters or more (openssl rand -hex 32), or unset it to keep "
+    "the admin path off"
+)
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -60,6 +71,9 @@ class Settings(BaseModel):
     broker: str = "kafka://localhost:9092"
     web_port: int = Field(default=6066, ge=1, le=65535)
     web_host: str = "0.0.0.0"
+    web_advertised_host: str | None = None
+    admin_token: SecretStr | None = None
+    admin_token_file: Path | None = None
     policy: Path | None = None
     data_dir: Path = Path("var/worker")
     app_id: str = "retarget-suppressor"
@@ -92,6 +106,7 @@ class Settings(BaseModel):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    _token_from_file: SecretStr | None = PrivateAttr(default=None)
 
     @field_validator("broker")
     @classmethod
@@ -124,6 +139,36 @@ class Settings(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("names a topic twice")
         return tuple(_check_topic_name(name) for name in value)
+
+    @field_validator("web_advertised_host")
+    @classmethod
+    def _reachable_host(cls, value: str | None) -> str | None:
+        if value is not None and (value in WILDCARD_HOSTS or not _HOST.match(value)):
+            raise ValueError(
+                "must be the host name or address the other workers reach this one at "
+                "(no scheme, no port; not 0.0.0.0)"
+            )
+        return value
+
+    @field_validator("admin_token_file", mode="before")
+    @classmethod
+    def _named_file(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"must name the file holding the admin token: {TOKEN_FIX}")
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        if len(token) < MIN_ADMIN_TOKEN:
+            raise ValueError(
+                f"must be an admin token of at least {MIN_ADMIN_TOKEN} characters "
+                f"(it has {len(token)}): {TOKEN_FIX}"
+            )
+        return SecretStr(token)
 
     @field_validator("policy", "ssl_cafile", "ssl_certfile", "ssl_keyfile")
     @classmethod
@@ -163,7 +208,29 @@ class Settings(BaseModel):
             )
         if self.uses_ssl:
             self.ssl_context()  # unreadable TLS files stop start-up here, with their names
+        if self.admin_token_file is not None:
+            self._token_from_file = self._read_token_file(self.admin_token_file)
         return self
+
+    def _read_token_file(self, path: Path) -> SecretStr:
+        """The token in ``path``, read once at start (surrounding whitespace stripped)."""
+        variable = _env("admin_token_file")
+        if self.admin_token is not None:
+            raise ValueError(f"{_env('admin_token')} and {variable} are both set: keep one of them")
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            why = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise ValueError(
+                f"{variable} must be a readable file holding the admin token, got '{path}' ({why})"
+            ) from None
+        if len(token) < MIN_ADMIN_TOKEN:
+            raise ValueError(
+                f"{variable}: the admin token in '{path}' must have at least "
+                f"{MIN_ADMIN_TOKEN} characters (it has {len(token)}): "
+                f"{TOKEN_FIX.replace('unset it', f'unset {variable}')}"
+            )
+        return SecretStr(token)
 
     # --- derived values -----------------------------------------------------------
 
@@ -177,6 +244,28 @@ class Settings(BaseModel):
     def broker_url(self) -> str:
         """The broker list as faust wants it: ``kafka://host:port;kafka://host2:port``."""
         return ";".join(f"kafka://{server}" for server in self.bootstrap_servers.split(","))
+
+    @property
+    def admin_secret(self) -> str | None:
+        """The admin token (from the variable or the file), None when the admin path is off."""
+        token = self.admin_token or self._token_from_file
+        return None if token is None else token.get_secret_value()
+
+    @property
+    def advertised_host(self) -> str:
+        """Where the other workers reach this one's web port: ``web_advertised_host``, else
+        ``web_host`` when it names one interface, else this machine's host name (Faust's
+        own default)."""
+        if self.web_advertised_host is not None:
+            return self.web_advertised_host
+        return socket.gethostname() if self.web_host in WILDCARD_HOSTS else self.web_host
+
+    @property
+    def canonical_url(self) -> str:
+        """This worker's web server as the others reach it (Faust's ``canonical_url``: the
+        assignor tells every worker which one owns which partition by it)."""
+        host = self.advertised_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.web_port}"
 
     @property
     def uses_ssl(self) -> bool:
@@ -209,11 +298,13 @@ class Settings(BaseModel):
 
     def secrets(self) -> tuple[str, ...]:
         """The secret values, for the logs to redact."""
-        return tuple(
+        found = tuple(
             secret.get_secret_value()
             for option in OPTIONS
             if option.secret and isinstance(secret := getattr(self, option.field), SecretStr)
         )
+        from_file = self._token_from_file
+        return found if from_file is None else (*found, from_file.get_secret_value())
 
     def kafka_client_config(self) -> dict[str, Any]:
         """Security settings as kafka-python's clients name them (no bootstrap servers)."""
@@ -270,6 +361,8 @@ class Option:
     help: str
     metavar: str = "VALUE"
     secret: bool = False
+    empty_is_unset: bool = True
+    """An empty variable counts as unset (False: as the empty value, which is refused)."""
 
     @property
     def flag(self) -> str:
@@ -284,6 +377,27 @@ OPTIONS: tuple[Option, ...] = (
     Option("broker", "Kafka bootstrap servers, host:port or kafka://host:port", "URL"),
     Option("web_port", "port of the worker's HTTP server (metrics, health)", "PORT"),
     Option("web_host", "interface the HTTP server binds to", "HOST"),
+    Option(
+        "web_advertised_host",
+        "host name or address the other workers reach this one's web port at (the admin "
+        "path forwards a request to the worker that holds the person; unset: web_host, or "
+        "this machine's host name when web_host is 0.0.0.0)",
+        "HOST",
+    ),
+    Option(
+        "admin_token",
+        f"turns the admin path /admin/users/ID on: it answers only 'Authorization: Bearer "
+        f"TOKEN' (at least {MIN_ADMIN_TOKEN} characters; prefer the variable or a file)",
+        "TOKEN",
+        secret=True,
+        empty_is_unset=False,
+    ),
+    Option(
+        "admin_token_file",
+        "file holding the admin token (read at start, whitespace stripped), instead of admin_token",
+        "FILE",
+        empty_is_unset=False,
+    ),
     Option("policy", "policy TOML file (unset: the built-in defaults)", "FILE"),
     Option("data_dir", "directory for the worker's RocksDB state", "DIR"),
     Option("app_id", "Faust app id: the consumer group and the internal topics' prefix", "ID"),
@@ -396,9 +510,25 @@ def settings_from_args(
         flag_value = getattr(args, option.field, None)
         if flag_value is not None:
             values[option.field], origins[option.field] = flag_value, option.flag
-        elif environ.get(option.env, "") != "":
+        elif option.env in environ and (environ[option.env] != "" or not option.empty_is_unset):
             values[option.field], origins[option.field] = environ[option.env], option.env
     return settings_from_values(values, origins)
+
+
+def admin_token_from(environ: Mapping[str, str], token_file: str | None = None) -> str | None:
+    """The admin token as a worker reads it, for a client (``suppressor explain --worker``):
+    ``token_file`` (its ``--token-file``) over the variables; None when none is set;
+    ConfigError, naming where it came from, when it is unusable."""
+    values: dict[str, object] = {}
+    origins: dict[str, str] = {}
+    if token_file is not None:
+        values["admin_token_file"], origins["admin_token_file"] = token_file, "--token-file"
+    else:
+        for field in ("admin_token", "admin_token_file"):
+            option = _BY_FIELD[field]
+            if option.env in environ:
+                values[field], origins[field] = environ[option.env], option.env
+    return settings_from_values(values, origins).admin_secret
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:

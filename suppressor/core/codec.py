@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
@@ -22,6 +22,7 @@ from suppressor.core.model import (
     Decision,
     Event,
     PendingSimilar,
+    RuledOutWhy,
     Seed,
     Sent,
     UserState,
@@ -285,6 +286,7 @@ class _StateV2(msgspec.Struct, array_like=True):
     pending: list[Event]
     origins: Origins = {}
     similar: _Similar | None = None  # contract version 2 (issue 19)
+    ruled_out_why: dict[str, RuledOutWhy] = {}  # issue 22 (`explain`)
 
 
 _ENCODE = msgspec.msgpack.Encoder().encode
@@ -323,6 +325,7 @@ def state_to_bytes(state: UserState, origins: Origins | None = None) -> bytes:
             None
             if state.similar is None
             else _Similar(state.similar.due, state.similar.seeds, state.similar.source_event_ids),
+            dict(state.ruled_out_why),
         )
     )
 
@@ -351,6 +354,7 @@ def decode_state(raw: bytes) -> tuple[UserState, Origins]:
         owned_one_off=dict.fromkeys(data.owned_one_off),
         visited=dict.fromkeys(data.visited),
         ruled_out=dict.fromkeys(data.ruled_out),
+        ruled_out_why=data.ruled_out_why,
         basket=basket,
         consent_basket=data.consent_basket,
         consent_similar=data.consent_similar,
@@ -442,7 +446,8 @@ def worst_case_state_bytes(policy: Policy, input_partitions: int) -> int:
     start when the changelog cannot take that much (suppressor.adapters.app)."""
     limits = policy.state_limits
     action_items = max(policy.max_similar_items, limits.basket_items)
-    sent = HEADER_BYTES * 2 + NUMBER_BYTES + ID_BYTES + action_items * ID_BYTES
+    # ts, kind, items, action id, held out
+    sent = HEADER_BYTES * 2 + 2 * NUMBER_BYTES + 2 * ID_BYTES + action_items * ID_BYTES
     watch = HEADER_BYTES * 2 + 4 * NUMBER_BYTES + 2 * ID_BYTES + action_items * ID_BYTES
     line = HEADER_BYTES * 2 + ID_BYTES + ADDS_KEPT_PER_LINE * ID_BYTES
     basket = HEADER_BYTES * 3 + 4 * NUMBER_BYTES + limits.basket_items * (line + ID_BYTES)
@@ -466,4 +471,10 @@ def worst_case_state_bytes(policy: Policy, input_partitions: int) -> int:
         + NUMBER_BYTES
         + limits.similar_seeds * (HEADER_BYTES + ID_BYTES + 20)  # item and dimension
         + (limits.similar_seeds + 1) * ID_BYTES  # the events that brought them
+        + HEADER_BYTES
+        + limits.ruled_out_items * (ID_BYTES + WHY_BYTES)  # why each item is ruled out
     )
+
+
+WHY_BYTES = 1 + max(len(why) for why in get_args(RuledOutWhy))
+"""The most a ruled-out item's reason takes encoded (a short msgpack str)."""

@@ -17,7 +17,7 @@ not late.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
 
@@ -31,7 +31,9 @@ from suppressor.core.model import (
     Conversion,
     Decision,
     Event,
+    Ids,
     PendingSimilar,
+    RuledOutWhy,
     Seed,
     Sent,
     Trigger,
@@ -248,12 +250,14 @@ class Engine:
         item = event.item_id or ""
         limits = self.policy.state_limits
         if event.action == "add":
-            state.ruled_out = without(state.ruled_out, (item,))  # the person's latest word wins
+            if item in state.ruled_out:  # the person's latest word wins
+                state.ruled_out = without(state.ruled_out, (item,))
+                state.ruled_out_why = _why_kept(state.ruled_out_why, state.ruled_out)
             basket = _add_to_basket(state.basket or Basket(), item, event.event_id)
             armed = event.ts + self.policy.abandon_after
             state.basket = _rearm(_bound_basket(basket, limits.basket_items), armed)
             return
-        state.ruled_out = with_added(state.ruled_out, (item,), limits.ruled_out_items)
+        _rule_out(state, item, "removed_from_basket", limits.ruled_out_items)
         if state.basket is not None:
             state.basket = _remove_from_basket(state.basket, {item}, bought=False)
             self._end_episode_if_empty(state, event, out)
@@ -296,7 +300,7 @@ class Engine:
         if rating >= 4:
             self._add_seeds(state, event, [Seed(item, "reviews")])
         elif rating <= 2:
-            state.ruled_out = with_added(state.ruled_out, (item,), limits.ruled_out_items)
+            _rule_out(state, item, "reviewed_badly", limits.ruled_out_items)
 
     def _consent(self, state: UserState, event: Event, out: Outcome) -> None:
         if event.basket_recovery is not None:
@@ -465,7 +469,7 @@ class Engine:
                         proposal.source_event_ids,
                     )
                 )
-            _remember_sent(state, proposal, self.policy)
+            _remember_sent(state, proposal, self.policy, action_id, held_out)
             self._watch(state, proposal, action_id, held_out)
         items = proposal.items if shown_items is None else shown_items
         decision_id = stable_id(
@@ -629,9 +633,25 @@ def _reminded(basket: Basket) -> Basket:
     return replace(basket, reminders=basket.reminders + 1)
 
 
-def _remember_sent(state: UserState, proposal: Proposal, policy: Policy) -> None:
+def _remember_sent(
+    state: UserState, proposal: Proposal, policy: Policy, action_id: str, held_out: bool
+) -> None:
     keep_for = max(policy.frequency_cap.per, rules.WEEK_MS, policy.dedupe_window)
     since = proposal.ts - keep_for
     recent = [sent for sent in state.sent if sent.ts > since]
-    recent.append(Sent(proposal.ts, proposal.kind, tuple(sorted(proposal.items))))
+    items = tuple(sorted(proposal.items))
+    recent.append(Sent(proposal.ts, proposal.kind, items, action_id, held_out))
     state.sent = tuple(recent[-policy.state_limits.recent_actions :])
+
+
+def _rule_out(state: UserState, item: str, why: RuledOutWhy, limit: int) -> None:
+    """`item` ruled out, and why (for `explain`); beyond `limit` the oldest leaves both."""
+    state.ruled_out = with_added(state.ruled_out, (item,), limit)
+    reasons = _why_kept(state.ruled_out_why, state.ruled_out)
+    reasons[item] = why
+    state.ruled_out_why = reasons
+
+
+def _why_kept(reasons: Mapping[str, RuledOutWhy], ruled_out: Ids) -> dict[str, RuledOutWhy]:
+    """The reasons of the items still ruled out (a new dict: states share their values)."""
+    return {item: why for item, why in reasons.items() if item in ruled_out}

@@ -132,11 +132,18 @@ class Watch(NamedTuple):
 
 
 class Sent(NamedTuple):
-    """An emitted action remembered for the frequency cap and dedupe."""
+    """An emitted action remembered for the frequency cap and dedupe (and, with its id, for
+    `explain`: a state written before issue 22 has no id, "")."""
 
     ts: int
     kind: ActionKind
     items: tuple[str, ...]  # sorted
+    action_id: str = ""
+    held_out: bool = False
+
+
+RuledOutWhy = Literal["removed_from_basket", "reviewed_badly"]
+"""Why an item is ruled out (SPEC section 4): the person's last word on it."""
 
 
 @dataclass(slots=True)
@@ -147,6 +154,9 @@ class UserState:
     owned_one_off: Ids = field(default_factory=dict)  # categories of one-off items bought
     visited: Ids = field(default_factory=dict)  # destinations bought or reviewed
     ruled_out: Ids = field(default_factory=dict)
+    # why each ruled-out item is (a subset of ruled_out: none for a state written before
+    # issue 22); replaced, never changed in place
+    ruled_out_why: Mapping[str, RuledOutWhy] = field(default_factory=dict)
     basket: Basket | None = None
     consent_basket: bool | None = None
     consent_similar: bool | None = None

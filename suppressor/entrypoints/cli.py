@@ -32,6 +32,7 @@ from suppressor.core.replay.parallel import MAX_JOBS, replay_parallel
 from suppressor.core.replay.report import print_report as print_conversion_report
 from suppressor.core.replay.run import FileSink, replay
 from suppressor.core.tally import Tally
+from suppressor.entrypoints.explain import add_explain
 from suppressor.entrypoints.progress import Bar
 from suppressor.wire.outputs import DeadLetter, SourcePosition
 from suppressor.wire.timefmt import parse_to_ms
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_replay(commands)
     _add_catalog(commands)
+    add_explain(commands)
     _add_schemas(commands)
     _add_topics(commands)
     _add_worker(commands)

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from suppressor.adapters.metrics import (
     ACTION_KINDS,
+    ADMIN_OUTCOMES,
     DLQ_CODES,
     EXCLUSION_REASONS,
     FAILURE_STAGES,
@@ -158,6 +159,7 @@ def test_no_label_holds_a_user_id_an_item_id_or_free_text() -> None:
         "code": {*DLQ_CODES, OTHER},
         "stage": {*FAILURE_STAGES, OTHER},
         "operation": {*TRANSACTION_OPERATIONS, OTHER},
+        "outcome": {*ADMIN_OUTCOMES, OTHER},
         "group": {"treated", "holdout"},
         "converted": {"true", "false"},
     }

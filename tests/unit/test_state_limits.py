@@ -301,6 +301,7 @@ def test_the_worst_case_bounds_a_state_at_every_limit(text: str) -> None:
         customer=True,
         purchased=ids(limits.purchased_items, "p"),
         ruled_out=ids(limits.ruled_out_items, "r"),
+        ruled_out_why=dict.fromkeys(ids(limits.ruled_out_items, "r"), "removed_from_basket"),
         visited=ids(limits.visited_destinations, "v"),
         owned_one_off=ids(limits.owned_one_off_categories, "o"),
         basket=Basket(tuple([line] * limits.basket_items), many(limits.basket_items), 2**62),
@@ -308,7 +309,8 @@ def test_the_worst_case_bounds_a_state_at_every_limit(text: str) -> None:
         consent_similar=True,
         max_per_week=2**40,
         sent=tuple(
-            Sent(2**62, "basket_recovery", many(action_items)) for _ in range(limits.recent_actions)
+            Sent(2**62, "basket_recovery", many(action_items), text, True)
+            for _ in range(limits.recent_actions)
         ),
         last_browse=2**62,
         watching=tuple(

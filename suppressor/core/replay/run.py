@@ -7,7 +7,7 @@ time so that due deadlines fire. The same input gives byte-identical output.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
@@ -21,8 +21,9 @@ from suppressor.core.codec import (
     output_records,
 )
 from suppressor.core.engine import Engine, Outcome
+from suppressor.core.model import Event
 from suppressor.core.policy import Policy
-from suppressor.core.processor import DictStore, Processor
+from suppressor.core.processor import DictStore, Processor, StateStore
 from suppressor.core.tally import Tally
 from suppressor.wire.outputs import DeadLetter, SourcePosition
 
@@ -91,16 +92,20 @@ def replay(
     until: int | None = None,
     progress: Meter | None = None,
     now_ms: int | None = None,
+    store: StateStore | None = None,
+    on_event: Callable[[Event], None] | None = None,
 ) -> Tally:
     """`now_ms`: the reference for refusing far-future events (default: the wall clock).
 
     Each item of `lines` is (line number in `source_name`, raw bytes), or (the record's own
     SourcePosition, raw bytes) for input that is not a file (a Kafka topic range).
     `progress` hears of the input bytes read (each line and its newline).
+    `store` keeps the users' states (default: a dict of its own); `on_event` sees every
+    good event as it is read (`suppressor explain` keeps one person's).
     """
     reference = int(time.time() * 1000) if now_ms is None else now_ms
     engine = Engine(policy, catalog)
-    processor = Processor(engine, DictStore())
+    processor = Processor(engine, DictStore() if store is None else store)
     version = engine.policy_version
     tally = Tally()
     skew = policy.max_future_skew
@@ -120,6 +125,8 @@ def replay(
             sink.dead_letter(event)
             continue
         tally.events[event.type] += 1
+        if on_event is not None:
+            on_event(event)
         stream_time = event.ts if stream_time is None else max(stream_time, event.ts)
         out = processor.on_event(event, stream_time)
         if out.failures:
