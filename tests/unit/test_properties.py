@@ -248,10 +248,15 @@ def check_invariants(engine: RecordingEngine, actions: list[Action]) -> None:
             assert len(in_window) <= cap.max_actions, (times, cap)
     similar = [a for a in actions if a.kind == "similar_item"]
     reserve = min(cap.reserve_for_basket, max(0, cap.max_actions - 1))
-    for action in similar:  # the reserved slots stay free of similar items
+    for index, action in enumerate(actions):  # the reserved slots stay free of similar items
+        if action.kind != "similar_item":
+            continue
+        # Only the actions sent before it: a late cart event can arm a basket deadline that
+        # is already past, whose reminder then goes out after this similar item with an
+        # earlier ts, and takes the reserved slot as it may.
         in_window = [
             a
-            for a in actions
+            for a in actions[:index]
             if a.user_id == action.user_id and action.ts - cap.per < a.ts < action.ts
         ]
         assert len(in_window) < cap.max_actions - reserve or _forgotten_between(
@@ -264,18 +269,23 @@ def check_invariants(engine: RecordingEngine, actions: list[Action]) -> None:
 def _forgotten_between(
     engine: RecordingEngine, user: str, earlier: list[Action], action: Action
 ) -> bool:
-    """Whether the user was forgotten between the earliest of `earlier` and `action`: the
-    cap counts only what the state remembers."""
+    """Whether the user was forgotten after the first of `earlier` was sent and before
+    `action` was: the cap counts only what the state remembers. By the order things
+    happened (the engine's log), not by ts: a late `forget` erases actions with later ts."""
     if not earlier:
         return False
-    first = min(a.ts for a in earlier)
-    return any(
-        what == "event"
-        and value.type == "forget"
-        and value.user_id == user
-        and first <= value.ts <= action.ts
-        for what, value in engine.log
-    )
+    sent = [value for what, value in engine.log if what != "event"]
+    first = min(sent.index(a) for a in earlier)
+    position = 0  # actions sent so far, walking the log
+    for what, value in engine.log:
+        if what == "event":
+            if value.type == "forget" and value.user_id == user and position > first:
+                return True
+            continue
+        if value == action:
+            return False
+        position += 1
+    return False
 
 
 def process(engine: Engine, events: list[Event], until: int) -> list[Action]:
