@@ -37,3 +37,37 @@ def test_the_source_senders_transactional_id_is_fausts_format() -> None:
 
     assert TransactionManager.transactional_id_format == "{group_id}-{tpg.group}-{tpg.partition}"
     assert 'f"{self.app.conf.id}-{group}-{source.partition}"' in Path(sender.__file__).read_text()
+
+
+class _Recovery:
+    """The parts of Faust's Recovery service that ``_reading_done`` reads."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.in_recovery = True
+        self.signal_recovery_start = asyncio.Event()
+        self.active_tps = {TP("users-changelog", 0), TP("users-changelog", 2)}
+        self.active_highwaters = {TP("users-changelog", 0): 9344}
+        self.active_offsets = {TP("users-changelog", 0): 9344, TP("users-changelog", 2): -1}
+
+    def need_recovery(self) -> bool:
+        return any(
+            high - self.active_offsets[tp] > 0 for tp, high in self.active_highwaters.items()
+        )
+
+
+def test_a_recovery_is_not_ended_before_every_active_partition_has_its_highwater() -> None:
+    """A partition just taken over has no highwater until Faust builds it, and
+    ``need_recovery`` does not count it: ending the recovery then skipped its changelog
+    (the fault suite's rebalance_storm lost and changed actions)."""
+    from suppressor.adapters.faust_internals.consumer import _reading_done
+
+    recovery = _Recovery()
+    assert not _reading_done(recovery)
+    recovery.active_highwaters[TP("users-changelog", 2)] = 9556
+    assert not _reading_done(recovery)
+    recovery.active_offsets[TP("users-changelog", 2)] = 9556
+    assert _reading_done(recovery)
+    recovery.signal_recovery_start.set()  # a new rebalance: that recovery starts again
+    assert not _reading_done(recovery)
