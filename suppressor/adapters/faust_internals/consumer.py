@@ -222,7 +222,13 @@ class Consumer(AIOKafkaConsumer):
                 if records is None or self.should_stop:
                     continue
                 if not self.flow_active:  # as Faust's getmany: back to the committed offsets
-                    await self.perform_seek()
+                    try:
+                        await self.perform_seek()
+                    except Exception as error:  # as Faust's getmany: the rebalance seeks again
+                        # A rebalance may have taken a partition away meanwhile (aiokafka:
+                        # "No current assignment for partition"): the seek after the next
+                        # assignment puts every partition back at its committed offset.
+                        log.warning("seek while the flow is stopped failed: %r", error)
                     continue
                 await self._hand_on(records, active)
         except self.consumer_stopped_errors:
