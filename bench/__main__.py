@@ -143,6 +143,7 @@ def _engine(args: argparse.Namespace) -> None:
     )  # fmt: skip
 
 
+ENGINE_HEADING = "## Engine and replay"
 WORKER_HEADING = "## Worker on the local broker"
 PROFILE_HEADING = "## Where a catching-up worker's time goes"
 """A section written from ``python -m bench.profile_worker`` runs (before and after a
@@ -175,6 +176,8 @@ first, the absolute rates second. Nothing here is asserted by the test suite.
                 saved.get("kafka"),
                 saved["runs"],
             )
+    elif ENGINE_HEADING in kept and WORKER_HEADING in kept:
+        text += "\n" + kept[kept.index(ENGINE_HEADING) : kept.index(WORKER_HEADING)].rstrip() + "\n"
     if WORKER_RESULTS.exists():
         text += "\n" + worker_section(json.loads(WORKER_RESULTS.read_text()))
     elif WORKER_HEADING in kept:
