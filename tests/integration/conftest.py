@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from suppressor.adapters.admin import default_topic_specs, ensure_topics
+from tests.integration.worker_helpers import Deployment, write_catalog
 
 KAFKA_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "local" / "kafka"
 HERE = Path(__file__).resolve().parent
@@ -101,6 +102,17 @@ def unique_topic_prefix(request: pytest.FixtureRequest) -> str:
     """``t-<test name>-<8 hex>.``: topics with it belong to this test run alone."""
     name = re.sub(r"[^a-zA-Z0-9_-]+", "-", request.node.name).strip("-")[:80]
     return f"t-{name}-{uuid.uuid4().hex[:8]}."
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap: str, unique_topic_prefix: str, tmp_path: Path) -> Deployment:
+    """The worker tests' topics, data dirs and policy (a module may override it)."""
+    return Deployment(kafka_bootstrap, unique_topic_prefix, tmp_path)
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Path:
+    return write_catalog(tmp_path / "catalog.jsonl")
 
 
 @pytest.fixture

@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
-
 from suppressor.core.explain import Explanation
 from suppressor.core.policy import load_policy
 from suppressor.core.replay.files import load_catalog, numbered_lines, open_input
@@ -39,7 +37,6 @@ from tests.integration.worker_helpers import (
     replay_actions,
     rfc3339,
     shop_events,
-    write_catalog,
     write_lines,
 )
 
@@ -49,16 +46,6 @@ ODD_USER = "guest/ü %2F?#1"
 """A user id with a slash, an escape, a query and a fragment in it: still one path segment."""
 DEADLINES_PASSED = timedelta(days=2)
 """--until: past every basket deadline of the input (as in test_worker.py)."""
-
-
-@pytest.fixture
-def deployment(kafka_bootstrap: str, unique_topic_prefix: str, tmp_path: Path) -> Deployment:
-    return Deployment(kafka_bootstrap, unique_topic_prefix, tmp_path)
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Path:
-    return write_catalog(tmp_path / "catalog.jsonl")
 
 
 def ask(

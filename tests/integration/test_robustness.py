@@ -32,21 +32,10 @@ from tests.integration.worker_helpers import (
     replay_actions,
     rfc3339,
     shop_events,
-    write_catalog,
     write_lines,
 )
 
 FAULTY = "tests.integration.faulty_worker"
-
-
-@pytest.fixture
-def deployment(kafka_bootstrap: str, unique_topic_prefix: str, tmp_path: Path) -> Deployment:
-    return Deployment(kafka_bootstrap, unique_topic_prefix, tmp_path)
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Path:
-    return write_catalog(tmp_path / "catalog.jsonl")
 
 
 def get(worker: WorkerProcess, path: str, method: str = "GET") -> tuple[int, bytes]:

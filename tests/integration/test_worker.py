@@ -32,22 +32,11 @@ from tests.integration.worker_helpers import (
     replay_actions,
     rfc3339,
     shop_events,
-    write_catalog,
     write_lines,
 )
 
 DEADLINES_PASSED = timedelta(days=2)
 """--until: past every basket deadline (abandon_after 1h + grace 5m) of the input."""
-
-
-@pytest.fixture
-def deployment(kafka_bootstrap: str, unique_topic_prefix: str, tmp_path: Path) -> Deployment:
-    return Deployment(kafka_bootstrap, unique_topic_prefix, tmp_path)
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Path:
-    return write_catalog(tmp_path / "catalog.jsonl")
 
 
 def expected_and_until(
