@@ -46,6 +46,7 @@ from suppressor.core.admission import (
     INTERNAL_ERROR,
     MAX_KEY_BYTES,
     admit,
+    admit_fast,
     describe,
     failure_dead_letter,
     traceback_without_values,
@@ -169,9 +170,6 @@ class Pipeline:
         if message.topic == self.topology.ticks:
             await self._tick(tp, runtime)
             return
-        position = SourcePosition(
-            topic=message.topic, partition=message.partition, offset=message.offset
-        )
         internal: RepartitionHeaders | None = None
         if message.topic == self.topology.repartition:
             checked = _internal_headers(
@@ -180,7 +178,9 @@ class Pipeline:
             if isinstance(checked, RepartitionHeaders) and checked.watermark is not None:
                 checked = self._plausible(checked)
             if isinstance(checked, str):
-                dead = DeadLetter.of(message.value or b"", position, BAD_INTERNAL_RECORD, checked)
+                dead = DeadLetter.of(
+                    message.value or b"", _position(message), BAD_INTERNAL_RECORD, checked
+                )
                 await self._dead_letter(tp, dead, message.key)
                 return
             internal = checked
@@ -193,7 +193,12 @@ class Pipeline:
         reference = None if internal is not None else self.wall_ms()
         skew = self.engine.policy.max_future_skew
         key = message.key if internal is None else None
-        event = admit(message.value or b"", position, reference, skew, key)
+        raw = message.value or b""
+        # A good record builds no SourcePosition (a pydantic model): only a dead letter needs it.
+        fast = key is None or len(key) <= MAX_KEY_BYTES
+        event = (fast and admit_fast(raw, reference, skew)) or admit(
+            raw, _position(message), reference, skew, key
+        )
         if isinstance(event, DeadLetter):
             await self._dead_letter(tp, event, message.key)
             return
@@ -534,3 +539,7 @@ def _internal_headers(message: Record, partitions: int, inputs: int) -> Repartit
             return f"header {ORIGIN} names no input partition of {SOURCE}: {headers[ORIGIN]!r}"
         origin = (f"{index}.{partition}", offset)
     return RepartitionHeaders(source, mark is not None, watermark, origin)
+
+
+def _position(message: Record) -> SourcePosition:
+    return SourcePosition(topic=message.topic, partition=message.partition, offset=message.offset)
