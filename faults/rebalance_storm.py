@@ -35,6 +35,7 @@ from faults.streaming import (
     read_actions,
     sentinel_lines,
     synthetic_stream,
+    write_evidence,
 )
 from tests.integration.worker_helpers import WorkerProcess
 
@@ -208,6 +209,8 @@ def storm_scenario(ctx: Context, setup: Setup) -> Outcome:
         figures.update(comparison.figures())
         if not comparison.exact:
             failures.append(f"actions differ from replay: {comparison.describe()}")
+            evidence = write_evidence(deployment, comparison, stream.expected, stream.path)
+            ctx.log(f"the affected users' records: {evidence}")
         late = [late_events(worker) for worker in storm.running.values()]
         figures["late events counted by the workers left at the end"] = (
             "n/a" if None in late else sum(n or 0 for n in late)

@@ -5,6 +5,7 @@ of the actions read ``read_committed`` with replay's (lost, duplicated, changed,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import signal
@@ -622,3 +623,78 @@ def chunks(lines: Sequence[bytes], *sizes: int) -> Iterator[Sequence[bytes]]:
         yield lines[start : start + size]
         start += size
     yield lines[start:]
+
+
+def write_evidence(
+    deployment: Deployment,
+    comparison: Comparison,
+    expected: dict[str, dict[str, Any]],
+    events: Path,
+) -> Path:
+    """When the actions differ from replay: what a person investigating needs, in
+    ``evidence.json`` beside the workers' logs. For every user with a lost, extra or
+    duplicated action: the user's partition, input events, replay's actions, the actions
+    read (partition, offset), the decisions, and the user's changelog records read both
+    ``read_committed`` and not (a record only in the second was aborted), each state
+    decoded."""
+    from suppressor.core.codec import decode_state  # the suite's only use of the core codec
+
+    read = deployment.read(deployment.topology.actions, settle_s=2.0, timeout_s=60)
+    counts = Counter(r.json()["action_id"] for r in read)
+    users = {expected[i]["user_id"] for i in comparison.lost}
+    users |= {
+        a["user_id"]
+        for a in (r.json() for r in read)
+        if a["action_id"] in comparison.extra or counts[a["action_id"]] > 1
+    }
+    topology = deployment.topology
+    keys = {user.encode() for user in users}
+
+    def records(topic: str, committed: bool = True) -> list[dict[str, Any]]:
+        found = []
+        for record in deployment.read(topic, settle_s=2.0, timeout_s=60, committed_only=committed):
+            if record.key not in keys:
+                continue
+            entry: dict[str, Any] = {"partition": record.partition, "offset": record.offset}
+            if topic.endswith("-changelog"):
+                if record.value is None:
+                    entry["state"] = None
+                else:
+                    state, origins = decode_state(record.value)
+                    entry["state"] = dataclasses.asdict(state)
+                    entry["origins"] = origins
+            else:
+                entry["value"] = record.json()
+            entry["user"] = record.key.decode() if record.key else None
+            found.append(entry)
+        return found
+
+    changelog = topology.changelog("users")
+    committed = records(changelog)
+    seen = {(r["partition"], r["offset"]) for r in committed}
+    aborted = [r for r in records(changelog, False) if (r["partition"], r["offset"]) not in seen]
+    inputs = [
+        json.loads(line)
+        for line in events.read_bytes().splitlines()
+        if line.strip() and json.loads(line).get("user_id") in users
+    ]
+    decisions = records(topology.decisions)
+    evidence: dict[str, Any] = {}
+    for user in sorted(users):
+        evidence[user] = {
+            "partition": topology.partition_for(user),
+            "events": [e for e in inputs if e.get("user_id") == user],
+            "replay": [a for a in expected.values() if a["user_id"] == user],
+            "lost": [i for i in comparison.lost if expected[i]["user_id"] == user],
+            "actions": [
+                {"partition": r.partition, "offset": r.offset, **r.json()}
+                for r in read
+                if r.key == user.encode()
+            ],
+            "decisions": [d for d in decisions if d["user"] == user],
+            "changelog": [r for r in committed if r["user"] == user],
+            "changelog_aborted": [r for r in aborted if r["user"] == user],
+        }
+    path = deployment.workdir / "evidence.json"
+    path.write_text(json.dumps(evidence, indent=1, default=str))
+    return path
