@@ -366,12 +366,19 @@ class Pipeline:
         return consumer.has_backlog(tp, self._positions.last(tp))
 
     def forget_partitions(self, revoked: set[TP]) -> None:
-        """Revoked partitions: their runtimes go; a later assignment rebuilds from the table."""
+        """Revoked partitions: their runtimes go; a later assignment rebuilds from the table.
+        Their sends not yet committed are forgotten too: the rebalance's commit is done,
+        and what it did not commit is aborted (exactly once) or read again."""
         mine = set(self.topology.consumed)
+        gone: set[int] = set()
         for tp in revoked:
             if tp.topic in mine:
-                self.runtimes.pop(tp.partition, None)
+                runtime = self.runtimes.pop(tp.partition, None)
+                if runtime is not None:
+                    gone |= {id(runtime.users), id(runtime.clocks)}
                 self._positions.forget(tp)
+        if gone:
+            self._sent = [(kv, future) for kv, future in self._sent if id(kv) not in gone]
 
     # --- sends -------------------------------------------------------------------------
 

@@ -71,3 +71,90 @@ def test_a_recovery_is_not_ended_before_every_active_partition_has_its_highwater
     assert _reading_done(recovery)
     recovery.signal_recovery_start.set()  # a new rebalance: that recovery starts again
     assert not _reading_done(recovery)
+
+
+class _TransactionManager:
+    def __init__(self, state: str, partitions: set[TP]) -> None:
+        from aiokafka.producer.transaction_manager import TransactionState
+
+        self.state = TransactionState[state]
+        self._txn_partitions = partitions
+        self._pending_txn_partitions: set[TP] = set()
+
+
+class _TransactionalProducer:
+    """The parts of an aiokafka transactional producer that ``abort_open_transactions``
+    uses."""
+
+    def __init__(self, state: str, partitions: set[TP]) -> None:
+        self._txn_manager = _TransactionManager(state, partitions)
+        self.aborted = 0
+
+    async def abort_transaction(self) -> None:
+        from aiokafka.producer.transaction_manager import TransactionState
+
+        self.aborted += 1
+        self._txn_manager.state = TransactionState.READY
+
+
+def test_no_transaction_stays_open_through_a_rebalance() -> None:
+    """What a rebalance's commit left in a transaction is aborted, not committed later with
+    the second processing of the same input (the production storm's duplicates)."""
+    import asyncio
+
+    from suppressor.adapters.faust_internals.producer import Producer
+
+    producer = Producer.__new__(Producer)
+    producers = {
+        "app-0-6": _TransactionalProducer("IN_TRANSACTION", {TP("actions", 6)}),
+        "app-0-5": _TransactionalProducer("IN_TRANSACTION", set()),  # begun, nothing sent
+        "app-0-4": _TransactionalProducer("READY", set()),  # committed by the rebalance
+    }
+    producer._transaction_producers = producers  # type: ignore[assignment]
+    producer._trn_locks = {tid: asyncio.Lock() for tid in producers}
+
+    held = asyncio.run(producer.abort_open_transactions())
+
+    assert held == ["app-0-6"]
+    assert [p.aborted for p in producers.values()] == [1, 1, 0]
+
+
+def test_a_seek_at_a_rebalance_keeps_what_the_rebalances_commit_must_commit() -> None:
+    """The flow stops when a rebalance begins, and the fetch loop then seeks back to the
+    committed offsets before the rebalance's commit runs: that commit must still commit
+    the records done through the batch path, whose outputs are in the open transaction."""
+    import asyncio
+    import logging
+    from types import SimpleNamespace
+    from typing import Any
+
+    from suppressor.adapters.faust_internals.consumer import Consumer, _ReadOffsets
+
+    tp = TP("events.cart", 6)
+    sought: dict[TP, int] = {}
+
+    async def beginning_offsets(tps: Any) -> dict[TP, int]:
+        return {}
+
+    client = SimpleNamespace(
+        beginning_offsets=beginning_offsets,
+        seek=sought.__setitem__,
+        _subscription=SimpleNamespace(assigned_partitions=lambda: {tp}),
+    )
+
+    async def call_thread(function: Any, *args: Any) -> Any:
+        return await function(*args)
+
+    consumer = Consumer.__new__(Consumer)
+    consumer._thread = SimpleNamespace(_ensure_consumer=lambda: client, call_thread=call_thread)
+    consumer.log = logging.getLogger("test")  # type: ignore[assignment]
+    consumer.batch_topics = frozenset({tp.topic})
+    consumer._committed_offset = {tp: 30}
+    consumer._processed = {tp: 41}
+    consumer._in_flight, consumer._wanted, consumer._epoch = None, 1, 0
+    consumer._reads = _ReadOffsets(consumer)
+
+    asyncio.run(consumer._seek_again({tp}))
+
+    assert sought == {tp: 30} and consumer._epoch == 1
+    assert consumer._new_offset(tp) == 42

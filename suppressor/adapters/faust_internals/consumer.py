@@ -72,6 +72,8 @@ from faust.types import TP, Message
 from faust.types.transports import TPorTopicSet
 from rocksdict import WriteBatch
 
+from suppressor.adapters.faust_internals.producer import Producer
+
 log = logging.getLogger(__name__)
 
 
@@ -423,7 +425,11 @@ class Consumer(AIOKafkaConsumer):
                 if target is not None and tp in still:
                     client.seek(tp, target)
                 self._reads.reset(tp, offset)
-                self._processed.pop(tp, None)  # what is done again is done from the seek
+                # ``_processed`` stays: the flow stops (and this seek runs) when a rebalance
+                # begins, before the rebalance's commit, which must still commit what was
+                # done; its outputs are in the open transaction. Dropping it here left them
+                # there uncommitted; a partition kept through the rebalance then committed
+                # them later with the records' second processing (the storm's duplicates).
             self._epoch += 1
 
         await thread.call_thread(seek)
@@ -459,9 +465,22 @@ class Consumer(AIOKafkaConsumer):
         return bool(state.position < end)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        """Faust's, with the app's handler (wait for streams, commit) first."""
+        """Faust's, with the app's handler (wait for streams, commit) first; then, under
+        exactly_once, every transaction still open is aborted (``Producer.
+        abort_open_transactions``): what it holds was not committed, and its records are
+        processed again from the committed offsets."""
         self._forget_recovery_end()
         await self._on_partitions_revoked(revoked)
+        producer = self.app.producer
+        if self.app.in_transaction and not self.app.should_stop and isinstance(producer, Producer):
+            held = await producer.abort_open_transactions()
+            if held:
+                log.warning(
+                    "rebalance: aborted %d transactions the rebalance's commit left open "
+                    "(their input is processed again from the committed offsets): %s",
+                    len(held),
+                    ", ".join(sorted(held)),
+                )
         if self._active_partitions is not None:
             self._active_partitions.difference_update(revoked)
         self._paused_partitions.difference_update(revoked)

@@ -10,6 +10,12 @@ Here a commit (and every send, see ``SourceSender``) first begins the
 transaction of its transactional id when none is open; an empty transaction
 costs nothing on the broker.
 
+No transaction spans a rebalance. Faust keeps the producer of a partition that stays
+with the worker through a rebalance, and with it any transaction still open after the
+rebalance's commit; its records would be committed later, with the second processing of
+the same input (read again from the committed offsets): duplicates. Here every
+transaction still open then is aborted (``abort_open_transactions``).
+
 Commits one partition after another. Faust commits each partition's
 transaction in turn while the agent waits (record boundary); here they run
 side by side.
@@ -20,6 +26,7 @@ See README.md in this folder.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +34,11 @@ from aiokafka.producer.transaction_manager import TransactionState
 from faust.exceptions import ProducerSendError
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 from faust.types import TP
+
+log = logging.getLogger(__name__)
+
+OPEN = (TransactionState.IN_TRANSACTION, TransactionState.ABORTABLE_ERROR)
+"""aiokafka's transaction states that ``abort_transaction`` ends."""
 
 
 class Producer(AIOKafkaProducer):
@@ -48,6 +60,28 @@ class Producer(AIOKafkaProducer):
         async with self._trn_locks[transactional_id]:
             if producer._txn_manager.state == TransactionState.READY:
                 await producer.begin_transaction()
+
+    async def abort_open_transactions(self) -> list[str]:
+        """Abort every transaction still open (the ids of those that held records).
+
+        Called once a rebalance's commit is done: whatever a transaction still holds then
+        was not committed with its input offsets, and those records are read and processed
+        again from the committed offsets. Faust keeps the producer (and its transaction) of
+        a partition that stays with this worker, so without this the next commit there
+        would commit both processings of those records: duplicates."""
+        held: list[str] = []
+        for transactional_id, producer in list(self._transaction_producers.items()):
+            async with self._trn_locks[transactional_id]:
+                manager = producer._txn_manager
+                if manager.state not in OPEN:
+                    continue
+                if manager._txn_partitions or manager._pending_txn_partitions:
+                    held.append(transactional_id)
+                try:
+                    await producer.abort_transaction()
+                except Exception as error:  # fenced: the partition's new owner aborted it
+                    log.warning("could not abort transaction %s: %r", transactional_id, error)
+        return held
 
     async def maybe_begin_transaction(self, transactional_id: str) -> None:
         """At a rebalance Faust begins every kept partition's transaction, open or not
