@@ -158,3 +158,47 @@ def test_a_seek_at_a_rebalance_keeps_what_the_rebalances_commit_must_commit() ->
 
     assert sought == {tp: 30} and consumer._epoch == 1
     assert consumer._new_offset(tp) == 42
+
+
+def test_a_stop_never_cuts_a_record_in_half() -> None:
+    """A graceful stop cancels the fetch loop, then commits: the record under way finishes
+    (its outputs sent) and counts as done, so the stop's commit never holds a record's
+    state without its outputs and its offset (rebalance_storm lost 32 basket reminders)."""
+    import asyncio
+    from types import SimpleNamespace
+    from typing import Any
+
+    from suppressor.adapters.faust_internals.consumer import Consumer
+
+    tp = TP("events.cart", 0)
+    sent: list[int] = []
+
+    async def handler(tp: TP, records: Any, current: Any) -> int | None:
+        done = None
+        for record in records:
+            await asyncio.sleep(0.01)  # the record's sends, after its state changed
+            sent.append(record.offset)
+            done = record.offset
+        return done
+
+    consumer = Consumer.__new__(Consumer)
+    consumer.app = SimpleNamespace(monitor=SimpleNamespace(tp_read_offsets={}))  # type: ignore[assignment]
+    consumer.batch_handler = handler
+    consumer._processed = {}
+    chunk = [SimpleNamespace(offset=offset) for offset in range(40, 45)]
+
+    async def stop_mid_record() -> None:
+        task = asyncio.ensure_future(consumer._handle_chunk(tp, chunk, lambda: True))
+        await asyncio.sleep(0.015)  # the second record's sends are under way
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return
+        raise AssertionError("the cancellation must reach the fetch loop")
+
+    asyncio.run(stop_mid_record())
+
+    assert sent == [40, 41, 42, 43, 44]
+    assert consumer._processed == {tp: 44}
+    assert consumer.app.monitor.tp_read_offsets == {tp: 44}

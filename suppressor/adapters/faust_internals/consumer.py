@@ -268,19 +268,48 @@ class Consumer(AIOKafkaConsumer):
                 async with self.record_boundary:
                     if not current():
                         return
-                    assert self.batch_handler is not None
                     chunk = batch[start : start + CHUNK]
-                    done = await self.batch_handler(tp, chunk, current)
-                    if done is not None:
-                        self._processed[tp] = done
-                        handled = (
-                            len(chunk)
-                            if done == chunk[-1].offset
-                            else sum(1 for record in chunk if record.offset <= done)
-                        )
-                        self._batch_in(tp, handled, done)
+                    done = await self._handle_chunk(tp, chunk, current)
                 if done is None or not current():
                     return
+
+    async def _handle_chunk(
+        self, tp: TP, chunk: Sequence[Any], current: Callable[[], bool]
+    ) -> int | None:
+        """The batch handler over one chunk, never left half-way by a cancellation.
+
+        A graceful stop cancels the fetch loop (Faust's Fetcher) and only then commits. A
+        record cut off between its state change (held for the commit) and its outputs
+        then had its state committed without its outputs or its offset: the next owner
+        processed it again on a state that already held it, and its actions were lost
+        (the fault suite's rebalance_storm, 32 basket reminders). Here the chunk runs as
+        a task of its own: a cancellation waits for it (the record boundary still held),
+        records what it did, and only then goes on."""
+        assert self.batch_handler is not None
+        work = asyncio.ensure_future(self.batch_handler(tp, chunk, current))
+        try:
+            done = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            while not work.done():  # however often the stop cancels again
+                try:
+                    await asyncio.shield(work)
+                except asyncio.CancelledError:
+                    continue
+            self._chunk_done(tp, chunk, work.result())
+            raise
+        self._chunk_done(tp, chunk, done)
+        return done
+
+    def _chunk_done(self, tp: TP, chunk: Sequence[Any], done: int | None) -> None:
+        """What the commit needs (the offset done) and the monitor counts."""
+        if done is not None:
+            self._processed[tp] = done
+            handled = (
+                len(chunk)
+                if done == chunk[-1].offset
+                else sum(1 for record in chunk if record.offset <= done)
+            )
+            self._batch_in(tp, handled, done)
 
     def _restore(self, tp: TP, batch: list[Any]) -> bool:
         """A changelog batch of a partition under recovery (active or standby), written to
