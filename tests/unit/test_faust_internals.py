@@ -202,3 +202,45 @@ def test_a_stop_never_cuts_a_record_in_half() -> None:
     assert sent == [40, 41, 42, 43, 44]
     assert consumer._processed == {tp: 44}
     assert consumer.app.monitor.tp_read_offsets == {tp: 44}
+
+
+def test_changelog_records_dropped_with_a_stale_batch_are_fetched_again() -> None:
+    """A fetched batch dropped because the flow stopped (or a seek or a new generation
+    made it stale) also held changelog records; only the stream partitions are sought
+    back, so a standby skipped those records while its checkpoint moved past them."""
+    import asyncio
+    from types import SimpleNamespace
+    from typing import Any
+
+    from suppressor.adapters.faust_internals.consumer import Consumer
+
+    changelog, stream = TP("app-users-changelog", 2), TP("events.cart", 2)
+    positions = {changelog: 4282, stream: 900}
+    sought: dict[TP, int] = {}
+    assignment = SimpleNamespace(state_value=lambda tp: SimpleNamespace(position=positions[tp]))
+    client = SimpleNamespace(
+        seek=sought.__setitem__,
+        _subscription=SimpleNamespace(
+            subscription=SimpleNamespace(assignment=assignment),
+            assigned_partitions=lambda: set(positions),
+        ),
+    )
+
+    async def call_thread(function: Any, *args: Any) -> Any:
+        return await function(*args)
+
+    consumer = Consumer.__new__(Consumer)
+    consumer._thread = SimpleNamespace(_ensure_consumer=lambda: client, call_thread=call_thread)
+    consumer.app = SimpleNamespace(  # type: ignore[assignment]
+        tables=SimpleNamespace(changelog_topics={changelog.topic})
+    )
+    batch = [SimpleNamespace(offset=offset) for offset in range(4179, 4282)]
+    records = {changelog: batch, stream: [SimpleNamespace(offset=850)]}
+
+    asyncio.run(consumer._rewind_changelogs(records))
+    assert sought == {changelog: 4179}  # the stream partition is the seek's business
+
+    sought.clear()
+    positions[changelog] = 4100  # recovery already sought it further back: left there
+    asyncio.run(consumer._rewind_changelogs(records))
+    assert sought == {}

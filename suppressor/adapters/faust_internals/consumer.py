@@ -224,6 +224,7 @@ class Consumer(AIOKafkaConsumer):
                 if records is None or self.should_stop:
                     continue
                 if not self.flow_active:  # as Faust's getmany: back to the committed offsets
+                    await self._rewind_changelogs(records)
                     try:
                         await self.perform_seek()
                     except Exception as error:  # as Faust's getmany: the rebalance seeks again
@@ -254,9 +255,24 @@ class Consumer(AIOKafkaConsumer):
                 and not self.should_stop
             )
 
+        handed: set[TP] = set()
+        await self._hand_on_current(records, active, current, handed)
+        if len(handed) < len(records):
+            await self._rewind_changelogs(
+                {tp: batch for tp, batch in records.items() if tp not in handed}
+            )
+
+    async def _hand_on_current(
+        self,
+        records: Mapping[TP, list[Any]],
+        active: set[TP] | None,
+        current: Callable[[], bool],
+        handed: set[TP],
+    ) -> None:
         for tp, batch in records.items():
             if not batch or not current():
                 return
+            handed.add(tp)
             if active is not None and tp not in active and tp not in self._buffered_partitions:
                 continue
             if tp.topic not in self.batch_topics:
@@ -272,6 +288,39 @@ class Consumer(AIOKafkaConsumer):
                     done = await self._handle_chunk(tp, chunk, current)
                 if done is None or not current():
                     return
+
+    async def _rewind_changelogs(self, records: Mapping[TP, list[Any]]) -> None:
+        """Changelog records fetched and not handed on (the flow stopped, a seek or a new
+        generation made the batch stale) are fetched again: each such changelog partition
+        goes back to its batch's first offset, unless something (recovery's seek) has
+        already put it further back. Only the stream partitions are sought to their
+        committed offsets after such a drop; a changelog batch dropped with them was
+        never read again, and a standby then skipped those records while its checkpoint
+        moved on past them (the production storm: a standby that became active fired
+        deadlines its changelog had already fired, 10 duplicated actions)."""
+        firsts = {
+            tp: batch[0].offset
+            for tp, batch in records.items()
+            if batch and self._is_changelog_tp(tp)
+        }
+        if not firsts:
+            return
+        thread = self._thread
+        client = thread._ensure_consumer()
+
+        async def rewind() -> None:
+            assignment = client._subscription.subscription.assignment
+            still = client._subscription.assigned_partitions()
+            for tp, first in firsts.items():  # no await from here on: one step
+                state = assignment.state_value(tp) if tp in still else None
+                position = getattr(state, "position", None) if state is not None else None
+                if position is not None and position > first:
+                    client.seek(tp, first)
+
+        try:
+            await thread.call_thread(rewind)
+        except Exception as error:  # revoked meanwhile: the next assignment seeks it
+            log.warning("rewinding changelog partitions failed: %r", error)
 
     async def _handle_chunk(
         self, tp: TP, chunk: Sequence[Any], current: Callable[[], bool]
