@@ -673,11 +673,8 @@ def write_evidence(
     committed = records(changelog)
     seen = {(r["partition"], r["offset"]) for r in committed}
     aborted = [r for r in records(changelog, False) if (r["partition"], r["offset"]) not in seen]
-    inputs = [
-        json.loads(line)
-        for line in events.read_bytes().splitlines()
-        if line.strip() and json.loads(line).get("user_id") in users
-    ]
+    parsed = (json.loads(line) for line in events.read_bytes().splitlines() if line.strip())
+    inputs = [event for event in parsed if event.get("user_id") in users]
     decisions = records(topology.decisions)
     evidence: dict[str, Any] = {}
     for user in sorted(users):
