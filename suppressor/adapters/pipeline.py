@@ -252,9 +252,7 @@ class Pipeline:
             message.offset,
             traceback_without_values(error),
         )
-        where = SourcePosition(
-            topic=message.topic, partition=message.partition, offset=message.offset
-        )
+        where = _position(message)
         dead = DeadLetter.of(message.value or b"", where, INTERNAL_ERROR, describe(error))
         await self._dead_letter(tp, dead, message.key)
 
@@ -281,9 +279,7 @@ class Pipeline:
         raw, where = None, SourcePosition()
         if message is not None:
             raw = message.value or b""
-            where = SourcePosition(
-                topic=message.topic, partition=message.partition, offset=message.offset
-            )
+            where = _position(message)
         current = event.event_id if event is not None else None
         dead = failure_dead_letter(failure, raw, where, current)
         if dead is not None:
