@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from faust.transport.consumer import TransactionManager
 from faust.types import TP
@@ -83,12 +84,12 @@ class _TransactionManager:
 
 
 class _TransactionalProducer:
-    """The parts of an aiokafka transactional producer that ``abort_open_transactions``
-    uses."""
+    """The parts of an aiokafka transactional producer that ``end_transactions`` uses."""
 
     def __init__(self, state: str, partitions: set[TP]) -> None:
         self._txn_manager = _TransactionManager(state, partitions)
         self.aborted = 0
+        self.stopped = 0
 
     async def abort_transaction(self) -> None:
         from aiokafka.producer.transaction_manager import TransactionState
@@ -96,27 +97,83 @@ class _TransactionalProducer:
         self.aborted += 1
         self._txn_manager.state = TransactionState.READY
 
+    async def stop(self) -> None:
+        self.stopped += 1
+
+
+def _producer_with(producers: dict[str, _TransactionalProducer]) -> Any:
+    import asyncio
+
+    from suppressor.adapters.faust_internals.producer import Producer
+
+    producer = Producer.__new__(Producer)
+    producer._transaction_producers = dict(producers)  # type: ignore[assignment]
+    producer._trn_locks = {tid: asyncio.Lock() for tid in producers}
+    return producer
+
 
 def test_no_transaction_stays_open_through_a_rebalance() -> None:
     """What a rebalance's commit left in a transaction is aborted, not committed later with
     the second processing of the same input (the production storm's duplicates)."""
     import asyncio
 
-    from suppressor.adapters.faust_internals.producer import Producer
-
-    producer = Producer.__new__(Producer)
     producers = {
         "app-0-6": _TransactionalProducer("IN_TRANSACTION", {TP("actions", 6)}),
         "app-0-5": _TransactionalProducer("IN_TRANSACTION", set()),  # begun, nothing sent
         "app-0-4": _TransactionalProducer("READY", set()),  # committed by the rebalance
     }
-    producer._transaction_producers = producers  # type: ignore[assignment]
-    producer._trn_locks = {tid: asyncio.Lock() for tid in producers}
+    producer = _producer_with(producers)
 
-    held = asyncio.run(producer.abort_open_transactions())
+    held = asyncio.run(producer.end_transactions())
 
     assert held == ["app-0-6"]
     assert [p.aborted for p in producers.values()] == [1, 1, 0]
+
+
+def test_no_producer_is_kept_through_a_rebalance() -> None:
+    """Faust keeps the producer of a partition it finds still assigned, though the
+    partition may have been another worker's in between (which fenced it): the first send
+    after it came back failed with ProducerFenced and stopped the worker. Every producer
+    is stopped, so that the assignment starts a fresh one (with init_transactions) for
+    every partition it assigns."""
+    import asyncio
+
+    producers = {
+        "app-0-2": _TransactionalProducer("READY", set()),  # fenced: this worker cannot know
+        "app-0-3": _TransactionalProducer("IN_TRANSACTION", {TP("actions", 3)}),
+    }
+    producer = _producer_with(producers)
+
+    asyncio.run(producer.end_transactions())
+
+    assert [p.stopped for p in producers.values()] == [1, 1]
+    assert producer._transaction_producers == {}
+
+
+def test_a_partition_back_after_a_rebalance_gets_a_fresh_producer(monkeypatch: Any) -> None:
+    """After ``end_transactions``, the assignment's ``maybe_begin_transaction`` starts a new
+    producer for the partition rather than beginning on the one it had."""
+    import asyncio
+
+    from faust.transport.drivers.aiokafka import Producer as FaustProducer
+
+    producers = {"app-0-2": _TransactionalProducer("READY", set())}
+    producer = _producer_with(producers)
+    started: list[str] = []
+
+    async def begin_on_a_new_producer(self: Any, transactional_id: str) -> None:
+        started.append(transactional_id)
+
+    monkeypatch.setattr(FaustProducer, "maybe_begin_transaction", begin_on_a_new_producer)
+
+    async def rebalance() -> None:
+        await producer.end_transactions()
+        await producer.maybe_begin_transaction("app-0-2")
+
+    asyncio.run(rebalance())
+
+    assert started == ["app-0-2"]
+    assert producers["app-0-2"]._txn_manager.state.name == "READY"  # the old one untouched
 
 
 def test_a_seek_at_a_rebalance_keeps_what_the_rebalances_commit_must_commit() -> None:
@@ -126,7 +183,6 @@ def test_a_seek_at_a_rebalance_keeps_what_the_rebalances_commit_must_commit() ->
     import asyncio
     import logging
     from types import SimpleNamespace
-    from typing import Any
 
     from suppressor.adapters.faust_internals.consumer import Consumer, _ReadOffsets
 
@@ -166,7 +222,6 @@ def test_a_stop_never_cuts_a_record_in_half() -> None:
     state without its outputs and its offset (rebalance_storm lost 32 basket reminders)."""
     import asyncio
     from types import SimpleNamespace
-    from typing import Any
 
     from suppressor.adapters.faust_internals.consumer import Consumer
 
@@ -210,7 +265,6 @@ def test_changelog_records_dropped_with_a_stale_batch_are_fetched_again() -> Non
     back, so a standby skipped those records while its checkpoint moved past them."""
     import asyncio
     from types import SimpleNamespace
-    from typing import Any
 
     from suppressor.adapters.faust_internals.consumer import Consumer
 

@@ -544,14 +544,15 @@ class Consumer(AIOKafkaConsumer):
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Faust's, with the app's handler (wait for streams, commit) first; then, under
-        exactly_once, every transaction still open is aborted (``Producer.
-        abort_open_transactions``): what it holds was not committed, and its records are
-        processed again from the committed offsets."""
+        exactly_once, every transaction still open is aborted and every transactional
+        producer stopped (``Producer.end_transactions``): what a transaction holds then was
+        not committed, and its records are processed again from the committed offsets; and
+        the assignment starts a fresh producer for each partition, none kept fenced."""
         self._forget_recovery_end()
         await self._on_partitions_revoked(revoked)
         producer = self.app.producer
         if self.app.in_transaction and not self.app.should_stop and isinstance(producer, Producer):
-            held = await producer.abort_open_transactions()
+            held = await producer.end_transactions()
             if held:
                 log.warning(
                     "rebalance: aborted %d transactions the rebalance's commit left open "

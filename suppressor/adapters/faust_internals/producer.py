@@ -10,11 +10,17 @@ Here a commit (and every send, see ``SourceSender``) first begins the
 transaction of its transactional id when none is open; an empty transaction
 costs nothing on the broker.
 
-No transaction spans a rebalance. Faust keeps the producer of a partition that stays
-with the worker through a rebalance, and with it any transaction still open after the
-rebalance's commit; its records would be committed later, with the second processing of
-the same input (read again from the committed offsets): duplicates. Here every
-transaction still open then is aborted (``abort_open_transactions``).
+No producer spans a rebalance. Faust keeps the producer of a partition that it finds
+still assigned (its ``TransactionManager.on_rebalance`` stops only those of partitions
+it sees leave), and with it (1) any transaction still open after the rebalance's commit,
+whose records would be committed later with the second processing of the same input
+(read again from the committed offsets): duplicates; and (2) a producer fenced in the
+meantime: when a partition moves away and back between two assignments Faust compares,
+the new owner's ``init_transactions`` fenced it, and its first send after the partition
+comes back fails with ``ProducerFenced``, which stops the worker. Here, once the
+rebalance's commit is done, every transaction still open is aborted and every
+transactional producer is stopped (``end_transactions``): each assigned partition then
+gets a fresh producer, and its ``init_transactions``, at the assignment.
 
 Commits one partition after another. Faust commits each partition's
 transaction in turn while the agent waits (record boundary); here they run
@@ -61,26 +67,31 @@ class Producer(AIOKafkaProducer):
             if producer._txn_manager.state == TransactionState.READY:
                 await producer.begin_transaction()
 
-    async def abort_open_transactions(self) -> list[str]:
-        """Abort every transaction still open (the ids of those that held records).
+    async def end_transactions(self) -> list[str]:
+        """Abort every transaction still open, then stop every transactional producer;
+        return the ids of the transactions that held records.
 
         Called once a rebalance's commit is done: whatever a transaction still holds then
         was not committed with its input offsets, and those records are read and processed
-        again from the committed offsets. Faust keeps the producer (and its transaction) of
-        a partition that stays with this worker, so without this the next commit there
-        would commit both processings of those records: duplicates."""
+        again from the committed offsets. The producers are stopped too, so that the
+        assignment starts a fresh one (with ``init_transactions``) for every partition:
+        one kept from before may have been fenced by another worker's in between."""
         held: list[str] = []
         for transactional_id, producer in list(self._transaction_producers.items()):
             async with self._trn_locks[transactional_id]:
                 manager = producer._txn_manager
-                if manager.state not in OPEN:
-                    continue
-                if manager._txn_partitions or manager._pending_txn_partitions:
-                    held.append(transactional_id)
+                if manager.state in OPEN:
+                    if manager._txn_partitions or manager._pending_txn_partitions:
+                        held.append(transactional_id)
+                    try:
+                        await producer.abort_transaction()
+                    except Exception as error:  # fenced: the partition's new owner aborted it
+                        log.warning("could not abort transaction %s: %r", transactional_id, error)
+                self._transaction_producers.pop(transactional_id, None)
                 try:
-                    await producer.abort_transaction()
-                except Exception as error:  # fenced: the partition's new owner aborted it
-                    log.warning("could not abort transaction %s: %r", transactional_id, error)
+                    await producer.stop()
+                except Exception as error:  # a fenced producer's stop may raise: it is gone
+                    log.warning("could not stop producer %s: %r", transactional_id, error)
         return held
 
     async def maybe_begin_transaction(self, transactional_id: str) -> None:
