@@ -288,6 +288,7 @@ def test_changelog_records_dropped_with_a_stale_batch_are_fetched_again() -> Non
     consumer.app = SimpleNamespace(  # type: ignore[assignment]
         tables=SimpleNamespace(changelog_topics={changelog.topic})
     )
+    consumer._fetched_positions = dict(positions)  # where the fetch left them
     batch = [SimpleNamespace(offset=offset) for offset in range(4179, 4282)]
     records = {changelog: batch, stream: [SimpleNamespace(offset=850)]}
 
@@ -298,3 +299,72 @@ def test_changelog_records_dropped_with_a_stale_batch_are_fetched_again() -> Non
     positions[changelog] = 4100  # recovery already sought it further back: left there
     asyncio.run(consumer._rewind_changelogs(records))
     assert sought == {}
+
+
+def test_a_rewind_never_undoes_a_seek_made_since_the_fetch() -> None:
+    """A batch fetched before recovery sought a changelog partition to its checkpoint
+    (a standby's fetch from offset 0) and dropped after that seek: going back to the
+    batch's first offset read the whole changelog again. The seek decides."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from suppressor.adapters.faust_internals.consumer import Consumer
+
+    changelog = TP("app-users-changelog", 5)
+    positions = {changelog: 3696}  # recovery's seek, after the fetch left it at 313
+    sought: dict[TP, int] = {}
+    assignment = SimpleNamespace(state_value=lambda tp: SimpleNamespace(position=positions[tp]))
+    client = SimpleNamespace(
+        seek=sought.__setitem__,
+        _subscription=SimpleNamespace(
+            subscription=SimpleNamespace(assignment=assignment),
+            assigned_partitions=lambda: set(positions),
+        ),
+    )
+
+    async def call_thread(function: Any, *args: Any) -> Any:
+        return await function(*args)
+
+    consumer = Consumer.__new__(Consumer)
+    consumer._thread = SimpleNamespace(_ensure_consumer=lambda: client, call_thread=call_thread)
+    consumer.app = SimpleNamespace(  # type: ignore[assignment]
+        tables=SimpleNamespace(changelog_topics={changelog.topic})
+    )
+    consumer._fetched_positions = {changelog: 313}
+    records = {changelog: [SimpleNamespace(offset=offset) for offset in range(0, 313)]}
+
+    asyncio.run(consumer._rewind_changelogs(records))
+
+    assert sought == {}
+
+
+def test_a_changelog_batch_of_a_partition_paused_since_the_fetch_is_fetched_again() -> None:
+    """Faust changes its set of active partitions in place when it pauses one (recovery
+    does, for every changelog partition, at each rebalance): a changelog batch fetched
+    just before was skipped and never read again, and the next batch's checkpoint moved
+    past it (the production storm: a standby that became active without a transaction
+    its changelog held fired 15 deadlines again and lost 2 actions)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from suppressor.adapters.faust_internals.consumer import Consumer
+
+    changelog, stream = TP("app-users-changelog", 5), TP("events.cart", 5)
+    consumer = Consumer.__new__(Consumer)
+    consumer._fetched_epoch = consumer._wanted = 0
+    consumer.app = SimpleNamespace(consumer_generation_id=7)  # type: ignore[assignment]
+    consumer.flow_active = True
+    consumer._stopped = asyncio.Event()
+    consumer._crashed = asyncio.Event()
+    consumer._buffered_partitions = set()
+    rewound: list[set[TP]] = []
+
+    async def rewind(records: Any) -> None:
+        rewound.append(set(records))
+
+    consumer._rewind_changelogs = rewind  # type: ignore[method-assign]
+    batch = [SimpleNamespace(offset=offset) for offset in range(3696, 3849)]
+
+    asyncio.run(consumer._hand_on({changelog: batch}, active={stream}))
+
+    assert rewound == [{changelog}]

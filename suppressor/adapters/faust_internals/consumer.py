@@ -272,9 +272,11 @@ class Consumer(AIOKafkaConsumer):
         for tp, batch in records.items():
             if not batch or not current():
                 return
-            handed.add(tp)
             if active is not None and tp not in active and tp not in self._buffered_partitions:
+                # paused since the fetch (Faust's active set is changed in place): not
+                # handed on, so a changelog's records are fetched again (_rewind_changelogs)
                 continue
+            handed.add(tp)
             if tp.topic not in self.batch_topics:
                 if not self._restore(tp, batch):
                     await self._hand_on_one_by_one(tp, batch)
@@ -291,15 +293,19 @@ class Consumer(AIOKafkaConsumer):
 
     async def _rewind_changelogs(self, records: Mapping[TP, list[Any]]) -> None:
         """Changelog records fetched and not handed on (the flow stopped, a seek or a new
-        generation made the batch stale) are fetched again: each such changelog partition
-        goes back to its batch's first offset, unless something (recovery's seek) has
-        already put it further back. Only the stream partitions are sought to their
-        committed offsets after such a drop; a changelog batch dropped with them was
-        never read again, and a standby then skipped those records while its checkpoint
-        moved on past them (the production storm: a standby that became active fired
-        deadlines its changelog had already fired, 10 duplicated actions)."""
+        generation made the batch stale, or the partition was paused since the fetch) are
+        fetched again: each such changelog partition goes back to its batch's first
+        offset, if nothing has sought it since the fetch (its position is still the one
+        the fetch left). Only the stream partitions are sought to their committed offsets
+        after such a drop; a changelog batch dropped with them was never read again, and
+        a standby then skipped those records while its checkpoint moved on past them
+        (the production storm: a standby that became active fired deadlines its changelog
+        had already fired). A partition sought since (recovery seeks each changelog
+        partition to its checkpoint) is left where that seek put it: going back to a
+        batch fetched before the seek read the changelog again from its start."""
+        fetched = self._fetched_positions
         firsts = {
-            tp: batch[0].offset
+            tp: (batch[0].offset, fetched.get(tp))
             for tp, batch in records.items()
             if batch and self._is_changelog_tp(tp)
         }
@@ -311,10 +317,10 @@ class Consumer(AIOKafkaConsumer):
         async def rewind() -> None:
             assignment = client._subscription.subscription.assignment
             still = client._subscription.assigned_partitions()
-            for tp, first in firsts.items():  # no await from here on: one step
+            for tp, (first, left) in firsts.items():  # no await from here on: one step
                 state = assignment.state_value(tp) if tp in still else None
                 position = getattr(state, "position", None) if state is not None else None
-                if position is not None and position > first:
+                if position is not None and position == left and position > first:
                     client.seek(tp, first)
 
         try:
