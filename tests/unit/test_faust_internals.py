@@ -368,3 +368,50 @@ def test_a_changelog_batch_of_a_partition_paused_since_the_fetch_is_fetched_agai
     asyncio.run(consumer._hand_on({changelog: batch}, active={stream}))
 
     assert rewound == [{changelog}]
+
+
+def test_a_changelog_batch_goes_to_recovery_while_a_failed_seek_holds_the_streams() -> None:
+    """A seek of ours that failed part-way (a rebalance took a partition away while the
+    flow was stopped) leaves the stream partitions' seek epoch behind until the seek after
+    recovery. The changelogs are not the epoch's business: gated by it, every changelog
+    batch was dropped and fetched again, and recovery never ended (the production storm:
+    a worker's recovery stalled, 428 deadline actions lost)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from suppressor.adapters.faust_internals.consumer import Consumer
+
+    changelog, stream = TP("app-users-changelog", 2), TP("events.cart", 2)
+    consumer = Consumer.__new__(Consumer)
+    consumer._fetched_epoch, consumer._wanted = 3, 4  # the seek begun at epoch 3 failed
+    consumer.app = SimpleNamespace(consumer_generation_id=14)  # type: ignore[assignment]
+    consumer.flow_active = True
+    consumer._stopped = asyncio.Event()
+    consumer._crashed = asyncio.Event()
+    consumer._buffered_partitions = set()
+    consumer.batch_topics = frozenset({stream.topic})
+    restored: list[TP] = []
+    rewound: list[set[TP]] = []
+
+    def restore(tp: TP, batch: Any) -> bool:
+        restored.append(tp)
+        return True
+
+    async def rewind(records: Any) -> None:
+        rewound.append(set(records))
+
+    async def handler(tp: TP, records: Any, current: Any) -> int | None:
+        raise AssertionError("a stream batch fetched before the seek is never handled")
+
+    consumer._restore = restore  # type: ignore[method-assign]
+    consumer._rewind_changelogs = rewind  # type: ignore[method-assign]
+    consumer.batch_handler = handler
+    records = {
+        stream: [SimpleNamespace(offset=900)],
+        changelog: [SimpleNamespace(offset=offset) for offset in (4382, 4383)],
+    }
+
+    asyncio.run(consumer._hand_on(records, active={stream, changelog}))
+
+    assert restored == [changelog]
+    assert rewound == [{stream}]  # _rewind_changelogs leaves stream partitions alone

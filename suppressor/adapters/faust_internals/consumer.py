@@ -230,8 +230,13 @@ class Consumer(AIOKafkaConsumer):
                     except Exception as error:  # as Faust's getmany: the rebalance seeks again
                         # A rebalance may have taken a partition away meanwhile (aiokafka:
                         # "No current assignment for partition"): the seek after the next
-                        # assignment puts every partition back at its committed offset.
-                        log.warning("seek while the flow is stopped failed: %r", error)
+                        # recovery puts every partition back at its committed offset; till
+                        # then no stream record is handed on (changelogs are, _hand_on).
+                        log.warning(
+                            "seek while the flow is stopped failed (stream records wait "
+                            "for the seek after recovery): %r",
+                            error,
+                        )
                     continue
                 await self._hand_on(records, active)
         except self.consumer_stopped_errors:
@@ -247,16 +252,18 @@ class Consumer(AIOKafkaConsumer):
         epoch, generation = self._fetched_epoch, self.app.consumer_generation_id
         app = self.app
 
-        def current() -> bool:
+        def live() -> bool:
             return (
-                epoch >= self._wanted
-                and app.consumer_generation_id == generation
+                app.consumer_generation_id == generation
                 and self.flow_active
                 and not self.should_stop
             )
 
+        def current() -> bool:
+            return epoch >= self._wanted and live()
+
         handed: set[TP] = set()
-        await self._hand_on_current(records, active, current, handed)
+        await self._hand_on_current(records, active, live, current, handed)
         if len(handed) < len(records):
             await self._rewind_changelogs(
                 {tp: batch for tp, batch in records.items() if tp not in handed}
@@ -266,21 +273,35 @@ class Consumer(AIOKafkaConsumer):
         self,
         records: Mapping[TP, list[Any]],
         active: set[TP] | None,
+        live: Callable[[], bool],
         current: Callable[[], bool],
         handed: set[TP],
     ) -> None:
+        """``live()``: same generation, flow running, not stopping; ``current()``: that,
+        and fetched after the last seek of ours. The seek epoch is the stream partitions'
+        alone (``_seek_again`` never moves a changelog partition): a changelog batch goes
+        to recovery whatever the epoch. Gated by it too, a seek that failed part-way (a
+        rebalance took a partition away while the flow was stopped: ``_drain_messages``)
+        left the epoch behind until the next seek of ours, which comes only after
+        recovery: every changelog batch was dropped, fetched again and dropped again, and
+        recovery stalled (the production storm: 411 and 428 deadline actions lost)."""
         for tp, batch in records.items():
-            if not batch or not current():
+            if not batch:
+                continue
+            if not live():
                 return
             if active is not None and tp not in active and tp not in self._buffered_partitions:
                 # paused since the fetch (Faust's active set is changed in place): not
                 # handed on, so a changelog's records are fetched again (_rewind_changelogs)
                 continue
-            handed.add(tp)
             if tp.topic not in self.batch_topics:
+                handed.add(tp)
                 if not self._restore(tp, batch):
                     await self._hand_on_one_by_one(tp, batch)
                 continue
+            if not current():
+                continue  # fetched before the seek under way or done last: it comes again
+            handed.add(tp)
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             for start in range(0, len(batch), CHUNK):
                 async with self.record_boundary:
@@ -322,6 +343,7 @@ class Consumer(AIOKafkaConsumer):
                 position = getattr(state, "position", None) if state is not None else None
                 if position is not None and position == left and position > first:
                     client.seek(tp, first)
+                    log.debug("changelog %s back from %d to %d: not handed on", tp, left, first)
 
         try:
             await thread.call_thread(rewind)
