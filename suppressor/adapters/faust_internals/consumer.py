@@ -539,7 +539,11 @@ class Consumer(AIOKafkaConsumer):
             self._epoch += 1
 
         await thread.call_thread(seek)
-        self.log.info("sought %d partitions to their committed offsets again", len(partitions))
+        self.log.info(
+            "sought %d partitions to their committed offsets again: %s",
+            len(partitions),
+            _offsets_text(committed),
+        )
 
     def has_backlog(self, tp: TP, processed: int | None) -> bool:
         """Whether records of ``tp`` are still to come without waiting for new ones: not
@@ -578,6 +582,18 @@ class Consumer(AIOKafkaConsumer):
         the assignment starts a fresh producer for each partition, none kept fenced."""
         self._forget_recovery_end()
         await self._on_partitions_revoked(revoked)
+        # what the rebalance's commit left committed: with the seek's line at the next
+        # assignment, the log shows where each input partition changed hands
+        log.info(
+            "rebalance: committed offsets of the inputs: %s",
+            _offsets_text(
+                {
+                    tp: off
+                    for tp, off in self._committed_offset.items()
+                    if tp.topic in self.batch_topics
+                }
+            ),
+        )
         producer = self.app.producer
         if self.app.in_transaction and not self.app.should_stop and isinstance(producer, Producer):
             held = await producer.end_transactions()
@@ -618,6 +634,14 @@ class Consumer(AIOKafkaConsumer):
             if self.after_commit is not None:
                 await self.after_commit(committed)
             return committed
+
+
+def _offsets_text(offsets: Mapping[TP, int | None]) -> str:
+    """``topic[partition=offset ...]`` per topic, sorted, for the log (no personal data)."""
+    by_topic: dict[str, list[str]] = defaultdict(list)
+    for tp in sorted(offsets):
+        by_topic[tp.topic].append(f"{tp.partition}={offsets[tp]}")
+    return " ".join(f"{topic}[{' '.join(pairs)}]" for topic, pairs in by_topic.items()) or "-"
 
 
 def _reading_done(recovery: Any) -> bool:
