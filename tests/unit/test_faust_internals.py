@@ -415,3 +415,66 @@ def test_a_changelog_batch_goes_to_recovery_while_a_failed_seek_holds_the_stream
 
     assert restored == [changelog]
     assert rewound == [{stream}]  # _rewind_changelogs leaves stream partitions alone
+
+
+def test_a_coordinator_lookup_cut_by_a_closed_connection_is_tried_again() -> None:
+    """aiokafka's sender retries a transaction coordinator lookup on "not available", "not
+    ready" and timeouts only: a connection closed under the lookup (the broker going down,
+    the fault suite's broker_restart) ended the sender routine, failed every pending send
+    and stopped the worker. Retriable causes are tried again; authorization is not."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import pytest
+    from aiokafka.client import CoordinationType
+    from aiokafka.errors import (
+        KafkaConnectionError,
+        KafkaError,
+        TransactionalIdAuthorizationFailed,
+    )
+    from aiokafka.producer.sender import Sender
+
+    from suppressor.adapters.faust_internals.producer import retry_coordinator_lookups
+
+    def sender_answering(*answers: Any) -> Any:
+        queue = list(answers)
+
+        async def coordinator_lookup(kind: Any, key: str) -> int:
+            answer = queue.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return int(answer)
+
+        async def ready(node: int, group: Any = None) -> bool:
+            return True
+
+        async def force_metadata_update() -> bool:
+            return True
+
+        sender = Sender.__new__(Sender)
+        sender.client = SimpleNamespace(
+            coordinator_lookup=coordinator_lookup,
+            ready=ready,
+            force_metadata_update=force_metadata_update,
+        )
+        sender._txn_manager = SimpleNamespace(transactional_id="app-1-5")
+        sender._coordinators = {}
+        sender._retry_backoff = 0.001
+        return sender
+
+    def lookup(sender: Any) -> Any:
+        return asyncio.run(sender._find_coordinator(CoordinationType.TRANSACTION, "app-1-5"))
+
+    closed = KafkaConnectionError("Connection at localhost:19792 closed")
+    unpatched = sender_answering(closed, 1)
+    with pytest.raises(KafkaError):  # aiokafka's own: the sender routine would end here
+        lookup(unpatched)
+
+    patched = sender_answering(closed, closed, 1)
+    retry_coordinator_lookups(patched)
+    assert lookup(patched) == 1
+
+    refused = sender_answering(TransactionalIdAuthorizationFailed("app-1-5"), 1)
+    retry_coordinator_lookups(refused)
+    with pytest.raises(TransactionalIdAuthorizationFailed):
+        lookup(refused)

@@ -22,6 +22,15 @@ rebalance's commit is done, every transaction still open is aborted and every
 transactional producer is stopped (``end_transactions``): each assigned partition then
 gets a fresh producer, and its ``init_transactions``, at the assignment.
 
+A transaction coordinator lookup cut by a closed connection. aiokafka's ``Sender.
+_find_coordinator`` retries a lookup that fails with "coordinator not available", "node
+not ready" or a timeout, but turns any other Kafka error into a plain ``KafkaError``,
+which ends the producer's sender routine: every pending send fails and the worker stops
+(the fault suite's ``broker_restart``: the broker went down while a lookup was on the
+wire, ``KafkaConnectionError``). Here a lookup whose cause Kafka marks retriable is
+retried after the producer's backoff, as aiokafka does for the others; authorization
+errors still end it.
+
 Commits one partition after another. Faust commits each partition's
 transaction in turn while the agent waits (record boundary); here they run
 side by side.
@@ -36,6 +45,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from aiokafka.producer.transaction_manager import TransactionState
 from faust.exceptions import ProducerSendError
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
@@ -48,6 +58,13 @@ OPEN = (TransactionState.IN_TRANSACTION, TransactionState.ABORTABLE_ERROR)
 
 
 class Producer(AIOKafkaProducer):
+    def _new_producer(self, transactional_id: str | None = None) -> Any:
+        """Faust's, with the transaction coordinator's lookup retried (see above)."""
+        producer = super()._new_producer(transactional_id)
+        if transactional_id is not None:
+            retry_coordinator_lookups(producer._sender)
+        return producer
+
     def target(self, transactional_id: str | None) -> Any:
         """The aiokafka producer a send goes to: the transaction's (which must have been
         started: Faust's rebalance starts one per assigned partition), or the plain one."""
@@ -122,3 +139,24 @@ class Producer(AIOKafkaProducer):
 def new_producer(app: Any) -> Producer:
     """What ``App._new_producer`` returns, with the fixed class."""
     return Producer(app.transport, loop=app.loop, beacon=app.beacon)
+
+
+def retry_coordinator_lookups(sender: Any) -> None:
+    """Wrap ``sender._find_coordinator`` (aiokafka ``Sender``) so that a lookup failing for
+    a retriable reason is tried again after the sender's backoff instead of ending the
+    sender routine."""
+    find = sender._find_coordinator
+
+    async def find_coordinator(coordinator_type: Any, coordinator_key: str) -> Any:
+        while True:
+            try:
+                return await find(coordinator_type, coordinator_key)
+            except KafkaError as error:
+                cause = error.__cause__
+                if not (isinstance(cause, KafkaError) and cause.retriable):
+                    raise
+                log.warning("transaction coordinator lookup failed, retrying: %r", cause)
+                await sender.client.force_metadata_update()
+                await asyncio.sleep(sender._retry_backoff)
+
+    sender._find_coordinator = find_coordinator
