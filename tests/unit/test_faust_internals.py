@@ -259,17 +259,13 @@ def test_a_stop_never_cuts_a_record_in_half() -> None:
     assert consumer.app.monitor.tp_read_offsets == {tp: 44}
 
 
-def test_changelog_records_dropped_with_a_stale_batch_are_fetched_again() -> None:
-    """A fetched batch dropped because the flow stopped (or a seek or a new generation
-    made it stale) also held changelog records; only the stream partitions are sought
-    back, so a standby skipped those records while its checkpoint moved past them."""
-    import asyncio
+def _rewinding_consumer(positions: dict[TP, int], changelog: TP) -> tuple[Any, dict[TP, int]]:
+    """A Consumer whose aiokafka client has ``positions`` (changed in place by the test)
+    and records its seeks in the dict returned."""
     from types import SimpleNamespace
 
     from suppressor.adapters.faust_internals.consumer import Consumer
 
-    changelog, stream = TP("app-users-changelog", 2), TP("events.cart", 2)
-    positions = {changelog: 4282, stream: 900}
     sought: dict[TP, int] = {}
     assignment = SimpleNamespace(state_value=lambda tp: SimpleNamespace(position=positions[tp]))
     client = SimpleNamespace(
@@ -288,6 +284,19 @@ def test_changelog_records_dropped_with_a_stale_batch_are_fetched_again() -> Non
     consumer.app = SimpleNamespace(  # type: ignore[assignment]
         tables=SimpleNamespace(changelog_topics={changelog.topic})
     )
+    return consumer, sought
+
+
+def test_changelog_records_dropped_with_a_stale_batch_are_fetched_again() -> None:
+    """A fetched batch dropped because the flow stopped (or a seek or a new generation
+    made it stale) also held changelog records; only the stream partitions are sought
+    back, so a standby skipped those records while its checkpoint moved past them."""
+    import asyncio
+    from types import SimpleNamespace
+
+    changelog, stream = TP("app-users-changelog", 2), TP("events.cart", 2)
+    positions = {changelog: 4282, stream: 900}
+    consumer, sought = _rewinding_consumer(positions, changelog)
     consumer._fetched_positions = dict(positions)  # where the fetch left them
     batch = [SimpleNamespace(offset=offset) for offset in range(4179, 4282)]
     records = {changelog: batch, stream: [SimpleNamespace(offset=850)]}
@@ -308,28 +317,9 @@ def test_a_rewind_never_undoes_a_seek_made_since_the_fetch() -> None:
     import asyncio
     from types import SimpleNamespace
 
-    from suppressor.adapters.faust_internals.consumer import Consumer
-
     changelog = TP("app-users-changelog", 5)
     positions = {changelog: 3696}  # recovery's seek, after the fetch left it at 313
-    sought: dict[TP, int] = {}
-    assignment = SimpleNamespace(state_value=lambda tp: SimpleNamespace(position=positions[tp]))
-    client = SimpleNamespace(
-        seek=sought.__setitem__,
-        _subscription=SimpleNamespace(
-            subscription=SimpleNamespace(assignment=assignment),
-            assigned_partitions=lambda: set(positions),
-        ),
-    )
-
-    async def call_thread(function: Any, *args: Any) -> Any:
-        return await function(*args)
-
-    consumer = Consumer.__new__(Consumer)
-    consumer._thread = SimpleNamespace(_ensure_consumer=lambda: client, call_thread=call_thread)
-    consumer.app = SimpleNamespace(  # type: ignore[assignment]
-        tables=SimpleNamespace(changelog_topics={changelog.topic})
-    )
+    consumer, sought = _rewinding_consumer(positions, changelog)
     consumer._fetched_positions = {changelog: 313}
     records = {changelog: [SimpleNamespace(offset=offset) for offset in range(0, 313)]}
 
